@@ -1,0 +1,10 @@
+//! histodiff-engine: the orchestrator half of histodiff. It parses pipeline files into a
+//! validated plan, hashes stages by content, keeps artifacts in a store, and runs stages in
+//! worker processes. It never links libtorch: it knows stages through the [`registry`].
+
+pub mod hash;
+pub mod plan;
+pub mod protocol;
+pub mod registry;
+pub mod stage;
+pub mod store;

@@ -1,0 +1,3 @@
+//! histodiff-stages: stage kinds and the models they train, on libtorch (tch).
+
+pub mod weights;

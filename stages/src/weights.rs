@@ -1,0 +1,73 @@
+//! Strict weight loading: tch's `VarStore::load` ignores extra keys and silently adopts
+//! the file's dtype. Here every missing and unexpected key is reported, shapes are
+//! checked, and values are copied into the store's own dtype on purpose.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use tch::{nn::VarStore, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{file}: cannot read safetensors: {source}")]
+    Read { file: String, source: tch::TchError },
+    #[error("{file}: weights do not match the model: missing keys [{missing}], unexpected keys [{unexpected}]")]
+    Keys { file: String, missing: String, unexpected: String },
+    #[error("{file}: `{key}` has shape {found:?}, the model expects {expected:?}")]
+    Shape { file: String, key: String, found: Vec<i64>, expected: Vec<i64> },
+    #[error("{file}: cannot write safetensors: {source}")]
+    Write { file: String, source: tch::TchError },
+}
+
+/// Reads every tensor of a safetensors file.
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
+    Tensor::read_safetensors(path)
+        .map_err(|source| WeightsError::Read { file: path.display().to_string(), source })
+}
+
+/// Loads `path` into `vs`, requiring exactly the same key set (after dropping keys for
+/// which `ignore` returns true, e.g. BatchNorm's `num_batches_tracked`).
+pub fn load_strict(vs: &mut VarStore, path: &Path, ignore: impl Fn(&str) -> bool) -> Result<(), WeightsError> {
+    let file = path.display().to_string();
+    let tensors: Vec<(String, Tensor)> =
+        read_tensors(path)?.into_iter().filter(|(k, _)| !ignore(k)).collect();
+    load_tensors_strict(vs, &file, tensors)
+}
+
+/// Same as [`load_strict`] from tensors already in memory; `origin` names them in errors.
+pub fn load_tensors_strict(vs: &mut VarStore, origin: &str, tensors: Vec<(String, Tensor)>) -> Result<(), WeightsError> {
+    let vars = vs.variables();
+    let file_keys: BTreeSet<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
+    let model_keys: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
+    let missing: Vec<&str> = model_keys.difference(&file_keys).copied().collect();
+    let unexpected: Vec<&str> = file_keys.difference(&model_keys).copied().collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(WeightsError::Keys {
+            file: origin.to_string(),
+            missing: missing.join(", "),
+            unexpected: unexpected.join(", "),
+        });
+    }
+    let _guard = tch::no_grad_guard();
+    for (key, value) in tensors {
+        let mut var = vars[&key].shallow_clone();
+        if var.size() != value.size() {
+            return Err(WeightsError::Shape {
+                file: origin.to_string(),
+                key,
+                found: value.size(),
+                expected: var.size(),
+            });
+        }
+        var.copy_(&value.to_kind(var.kind()).to_device(var.device()));
+    }
+    Ok(())
+}
+
+/// Saves every variable of `vs` under its PyTorch name, so `safetensors.torch.load_file`
+/// reads it back into the reference module.
+pub fn save(vs: &VarStore, path: &Path) -> Result<(), WeightsError> {
+    let vars = vs.variables();
+    let named: Vec<(String, Tensor)> = vars.into_iter().collect();
+    Tensor::write_safetensors(&named, path)
+        .map_err(|source| WeightsError::Write { file: path.display().to_string(), source })
+}
