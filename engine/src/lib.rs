@@ -7,5 +7,6 @@ pub mod hash;
 pub mod plan;
 pub mod protocol;
 pub mod registry;
+pub mod spec;
 pub mod stage;
 pub mod store;
