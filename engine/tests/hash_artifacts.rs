@@ -28,7 +28,10 @@ fn file_hash_is_blake3_of_bytes() {
     write(dir.path(), "a.txt", b"hello");
     let h = hash_file(&dir.path().join("a.txt")).unwrap();
     // blake3("hello"), from the reference implementation.
-    assert_eq!(h.0, "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f");
+    assert_eq!(
+        h.0,
+        "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f"
+    );
     assert_eq!(h, hash_bytes(b"hello"));
 }
 
@@ -47,7 +50,10 @@ fn directory_hash_is_pinned() {
         String::from_utf8(manifest.canonical_bytes()).unwrap(),
         MANIFEST_JSON
     );
-    assert_eq!(h.0, "ec82e394faada170ae7a9eb12e9275464fdce8d2ee46c1fc74e342b7fc8bb452");
+    assert_eq!(
+        h.0,
+        "ec82e394faada170ae7a9eb12e9275464fdce8d2ee46c1fc74e342b7fc8bb452"
+    );
     // The stored manifest round-trips and rehashes to the same value.
     let back = Manifest::from_bytes(&manifest.canonical_bytes()).unwrap();
     assert_eq!(back.hash(), h);
@@ -76,7 +82,10 @@ fn symlinks_are_refused_with_their_path() {
     write(dir.path(), "real.txt", b"r");
     std::os::unix::fs::symlink(dir.path().join("real.txt"), dir.path().join("link")).unwrap();
     let err = hash_dir(dir.path()).unwrap_err();
-    assert!(matches!(err, HashError::Symlink { ref path } if path.ends_with("link")), "{err}");
+    assert!(
+        matches!(err, HashError::Symlink { ref path } if path.ends_with("link")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,11 +109,17 @@ fn unsafe_manifest_paths_are_rejected() {
 
 /// File sets: distinct relative paths (one level of sub-directory) with contents.
 fn file_sets() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
-    prop::collection::btree_map("[a-c]{1,2}(/[a-c]{1,2})?", prop::collection::vec(any::<u8>(), 0..16), 1..6)
-        .prop_map(|m| m.into_iter().collect::<Vec<_>>())
-        .prop_filter("a path may not be both file and directory", |files| {
-            !files.iter().any(|(a, _)| files.iter().any(|(b, _)| b.starts_with(&format!("{a}/"))))
-        })
+    prop::collection::btree_map(
+        "[a-c]{1,2}(/[a-c]{1,2})?",
+        prop::collection::vec(any::<u8>(), 0..16),
+        1..6,
+    )
+    .prop_map(|m| m.into_iter().collect::<Vec<_>>())
+    .prop_filter("a path may not be both file and directory", |files| {
+        !files
+            .iter()
+            .any(|(a, _)| files.iter().any(|(b, _)| b.starts_with(&format!("{a}/"))))
+    })
 }
 
 proptest! {

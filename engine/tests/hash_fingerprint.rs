@@ -50,7 +50,10 @@ fn golden_canonical_json_and_key() {
         r#"{{"command":null,"externals":{{"path":"{d}"}},"inputs":{{"pool":{{"one":"{a}"}},"real":{{"many":["{b}","{c}"]}}}},"key_schema":1,"kind":"histodiffusion/select","kind_version":3,"params":{{"method":"centroid","ratio":0.5,"seed":0}},"salt":""}}"#
     );
     assert_eq!(fp.canonical_json(), expected);
-    assert_eq!(fp.key().0, "b1f8dcf8d72ee29efbaa9c1e870d76d51a92a41648ecddc1fe1073af69276dad");
+    assert_eq!(
+        fp.key().0,
+        "b1f8dcf8d72ee29efbaa9c1e870d76d51a92a41648ecddc1fe1073af69276dad"
+    );
 }
 
 #[test]
@@ -67,8 +70,13 @@ fn golden_command_key() {
     let externals = BTreeMap::from([(dep_key(&PathBuf::from("scripts/extra.py")), h('f'))]);
     let fp = Fingerprint::of(&inst, inputs, externals, "v2");
     assert!(fp.canonical_json().contains(r#""deps:scripts/extra.py""#));
-    assert!(fp.canonical_json().contains(r#""outs":{"result":"result.json"}"#));
-    assert_eq!(fp.key().0, "3262c4ea04cfb2fdcaa8f1f1f90c2a2d72718f0a85cbf9cc10590596b6b120f4");
+    assert!(fp
+        .canonical_json()
+        .contains(r#""outs":{"result":"result.json"}"#));
+    assert_eq!(
+        fp.key().0,
+        "3262c4ea04cfb2fdcaa8f1f1f90c2a2d72718f0a85cbf9cc10590596b6b120f4"
+    );
 }
 
 #[test]
@@ -83,7 +91,10 @@ fn json_round_trip_keeps_the_key() {
 #[test]
 fn canonical_json_sorts_nested_keys() {
     let v = json!({"b": {"z": 1, "a": [3, {"y": null, "x": true}]}, "a": "s\"q"});
-    assert_eq!(canonical_json(&v), r#"{"a":"s\"q","b":{"a":[3,{"x":true,"y":null}],"z":1}}"#);
+    assert_eq!(
+        canonical_json(&v),
+        r#"{"a":"s\"q","b":{"a":[3,{"x":true,"y":null}],"z":1}}"#
+    );
 }
 
 #[test]
@@ -94,8 +105,14 @@ fn diff_names_the_changed_fields() {
     new.inputs.remove("pool");
     new.kind_version = 4;
     new.salt = "x".into();
-    let fields: Vec<String> = Fingerprint::diff(&old, &new).into_iter().map(|c| c.field).collect();
-    assert_eq!(fields, ["kind_version", "params.ratio", "inputs.pool", "salt"]);
+    let fields: Vec<String> = Fingerprint::diff(&old, &new)
+        .into_iter()
+        .map(|c| c.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["kind_version", "params.ratio", "inputs.pool", "salt"]
+    );
     let change = &Fingerprint::diff(&old, &new)[1];
     assert_eq!(change.to_string(), "params.ratio: 0.5 → 1.0");
     assert!(Fingerprint::diff(&old, &old).is_empty());
@@ -126,7 +143,12 @@ fn params() -> impl Strategy<Value = Vec<(String, Value)>> {
 
 fn with_params(pairs: &[(String, Value)]) -> Fingerprint {
     let map: Map<String, Value> = pairs.iter().cloned().collect();
-    Fingerprint::of(&instance(Value::Object(map)), BTreeMap::new(), BTreeMap::new(), "")
+    Fingerprint::of(
+        &instance(Value::Object(map)),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        "",
+    )
 }
 
 proptest! {

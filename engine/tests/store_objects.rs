@@ -39,7 +39,10 @@ fn put_file_names_by_hash_read_only_and_dedups() {
     assert_eq!(h, hash_file(&dir.path().join("a")).unwrap());
     let path = store.path_of(&h).unwrap();
     assert_eq!(path, store.dir().join(&h.0[..2]).join(&h.0[2..]));
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o444);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
     assert_eq!(store.put_file(&dir.path().join("b")).unwrap(), h);
     assert_eq!(object_count(&store), 1);
     assert_eq!(store.kind_of(&h).unwrap(), ArtifactKind::File);
@@ -58,7 +61,11 @@ fn directories_round_trip_through_their_manifest() {
     let (h, manifest) = store.put_dir(&src).unwrap();
     assert_eq!(h, hash_dir(&src).unwrap().0);
     assert_eq!(store.kind_of(&h).unwrap(), ArtifactKind::Dir);
-    assert_eq!(object_count(&store), 3, "two distinct files plus the manifest");
+    assert_eq!(
+        object_count(&store),
+        3,
+        "two distinct files plus the manifest"
+    );
     let dest = dir.path().join("out");
     assert_eq!(store.materialize(&h, &dest).unwrap(), ArtifactKind::Dir);
     assert_eq!(hash_dir(&dest).unwrap().0, h);
@@ -66,7 +73,11 @@ fn directories_round_trip_through_their_manifest() {
     assert!(dest.join("empty").is_dir());
     assert_eq!(manifest.size(), 9);
     let meta = fs::metadata(dest.join("x/1.png")).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o222, 0, "materialised files are read-only");
+    assert_eq!(
+        meta.permissions().mode() & 0o222,
+        0,
+        "materialised files are read-only"
+    );
 }
 
 #[test]
@@ -121,7 +132,13 @@ fn verify_finds_every_flipped_byte_and_missing_member() {
     let c = hash_file(&dir.path().join("d/c")).unwrap();
     fs::remove_file(store.path_of(&c).unwrap()).unwrap();
     let report = store.verify().unwrap();
-    assert!(report.corrupt.iter().any(|x| x.hash == d && x.reason.contains("c")), "{report:?}");
+    assert!(
+        report
+            .corrupt
+            .iter()
+            .any(|x| x.hash == d && x.reason.contains("c")),
+        "{report:?}"
+    );
 }
 
 #[test]
