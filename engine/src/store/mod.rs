@@ -17,6 +17,7 @@
 pub mod liveness;
 pub mod maintenance;
 pub mod objects;
+pub mod postgres;
 pub mod sql;
 pub mod stat_cache;
 pub mod types;
@@ -181,10 +182,21 @@ pub async fn open(
     objects: Option<&Path>,
     base_dir: &Path,
 ) -> StoreResult<Arc<dyn Store>> {
-    if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(format!(
-            "PostgreSQL stores ({store}) are not built yet: use a directory store"
-        )));
+    if postgres::is_postgres_url(store) {
+        let shared = objects.ok_or_else(|| {
+            StoreError::Unsupported(
+                "settings.store is a postgres:// URL: set settings.objects to a directory \
+                 shared by every node (objects, work and checkpoints live there)"
+                    .to_string(),
+            )
+        })?;
+        let store = postgres::open_postgres(
+            store,
+            &base_dir.join(shared),
+            sql::StoreOptions::default(),
+        )
+        .await?;
+        return Ok(Arc::new(store));
     }
     let root = base_dir.join(store);
     let objects = objects.map(|p| base_dir.join(p));
