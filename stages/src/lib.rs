@@ -1,4 +1,6 @@
 //! histodiff-stages: stage kinds and the models they train, on libtorch (tch).
 
 pub mod kinds;
+pub mod losses;
+pub mod models;
 pub mod weights;
