@@ -1,4 +1,7 @@
 //! histodiff-stages: stage kinds and the models they train, on libtorch (tch).
 
+pub mod artifact;
+pub mod data;
 pub mod kinds;
+pub mod report;
 pub mod weights;
