@@ -2,9 +2,11 @@
 //! validated plan, hashes stages by content, keeps artifacts in a store, and runs stages in
 //! worker processes. It never links libtorch: it knows stages through the [`registry`].
 
+pub mod fingerprint;
 pub mod hash;
 pub mod plan;
 pub mod protocol;
 pub mod registry;
+pub mod spec;
 pub mod stage;
 pub mod store;

@@ -111,14 +111,16 @@ pub struct Plan {
 impl Plan {
     /// Indices of the instances `i` reads from, in slot order, deduplicated.
     pub fn upstreams(&self, i: usize) -> Vec<usize> {
+        // A set beside the list: a report gathering 10,000 instances must not be quadratic.
+        let mut seen = std::collections::HashSet::new();
         let mut ups: Vec<usize> = Vec::new();
         for binding in self.instances[i].inputs.values() {
-            let list: Vec<&Upstream> = match binding {
-                InputBinding::One(u) => vec![u],
-                InputBinding::Many(us) => us.iter().collect(),
+            let list: &[Upstream] = match binding {
+                InputBinding::One(u) => std::slice::from_ref(u),
+                InputBinding::Many(us) => us,
             };
             for u in list {
-                if !ups.contains(&u.instance) {
+                if seen.insert(u.instance) {
                     ups.push(u.instance);
                 }
             }

@@ -1,0 +1,204 @@
+//! The cache (stage key → successful execution and its outputs) and reservations (who is
+//! executing a key right now), so identical keys run once across sweep members and
+//! across concurrent runs on the same store.
+
+use super::{db_err, placeholders, rows, SqlStore, MAX_PARAMS};
+use crate::hash::{ArtifactHash, StageKey};
+use crate::store::liveness::{hostname, now_ms, pid_alive};
+use crate::store::types::*;
+use crate::store::StoreResult;
+use sqlx::AssertSqlSafe;
+use std::collections::HashMap;
+
+/// How often `reserve` retries when the row changes under it (released or reclaimed).
+const RESERVE_TRIES: usize = 5;
+
+impl SqlStore {
+    /// Cache rows and their outputs for many keys, a few hundred keys per query.
+    pub(super) async fn lookup_cache(
+        &self,
+        keys: &[StageKey],
+    ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
+        let mut hits: HashMap<StageKey, CachedExecution> = HashMap::new();
+        for chunk in keys.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size \
+                 FROM cache c \
+                 LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
+                 LEFT JOIN artifacts a ON a.hash = o.artifact \
+                 WHERE c.stage_key IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for key in chunk {
+                q = q.bind(key.0.clone());
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("cache lookup"))?
+            {
+                let key = StageKey(rows::get(&row, "stage_key")?);
+                let id = ExecutionId(rows::get(&row, "execution_id")?);
+                let hit = hits.entry(key).or_insert_with(|| CachedExecution {
+                    execution_id: id,
+                    outputs: Default::default(),
+                });
+                // An execution without outputs yields one row of NULLs.
+                if let Some(name) = rows::get::<Option<String>>(&row, "name")? {
+                    hit.outputs.insert(name, rows::output(&row)?);
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Insert-or-inspect, reclaiming a dead or silent holder, a few times at most.
+    pub(super) async fn try_reserve(
+        &self,
+        key: &StageKey,
+        holder: &Holder,
+    ) -> StoreResult<Reservation> {
+        for _ in 0..RESERVE_TRIES {
+            if self.insert_reservation(key, holder).await? {
+                return Ok(Reservation::Reserved);
+            }
+            let Some((current, heartbeat)) = self.reservation_of(key).await? else {
+                continue; // released in between: try to insert again
+            };
+            if !self.is_stale(&current, heartbeat) {
+                return Ok(Reservation::HeldBy(current));
+            }
+            self.reclaim(key, &current, heartbeat).await?;
+        }
+        match self.reservation_of(key).await? {
+            Some((current, _)) => Ok(Reservation::HeldBy(current)),
+            None => Ok(Reservation::HeldBy(holder.clone())),
+        }
+    }
+
+    /// The atomic step: exactly one concurrent caller inserts the row.
+    async fn insert_reservation(&self, key: &StageKey, holder: &Holder) -> StoreResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO reservations (stage_key, run_id, host, pid, slurm_job_id, heartbeat, \
+             created) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (stage_key) DO NOTHING",
+        )
+        .bind(&key.0)
+        .bind(holder.run_id.map(|r| r.0))
+        .bind(&holder.host)
+        .bind(holder.pid)
+        .bind(holder.slurm_job_id.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("reserve"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reservation_of(&self, key: &StageKey) -> StoreResult<Option<(Holder, i64)>> {
+        let row = sqlx::query(
+            "SELECT run_id, host, pid, slurm_job_id, heartbeat FROM reservations \
+             WHERE stage_key = $1",
+        )
+        .bind(&key.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reserve"))?;
+        match row {
+            Some(row) => Ok(Some((rows::holder(&row)?, rows::get(&row, "heartbeat")?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Dead on this host, or silent for longer than the timeout anywhere.
+    fn is_stale(&self, holder: &Holder, heartbeat: i64) -> bool {
+        let silent_ms = now_ms().saturating_sub(heartbeat);
+        let timeout_ms = self.options.reservation_timeout.as_millis() as i64;
+        (holder.host == hostname() && !pid_alive(holder.pid)) || silent_ms > timeout_ms
+    }
+
+    /// Deletes the stale row only if it is still the one inspected (compare-and-delete,
+    /// so two reclaimers cannot both win), and marks its orphaned executions interrupted.
+    async fn reclaim(&self, key: &StageKey, stale: &Holder, heartbeat: i64) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_err("reclaim reservation"))?;
+        let gone = sqlx::query(
+            "DELETE FROM reservations WHERE stage_key = $1 AND host = $2 AND pid = $3 \
+             AND heartbeat = $4",
+        )
+        .bind(&key.0)
+        .bind(&stale.host)
+        .bind(stale.pid)
+        .bind(heartbeat)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("reclaim reservation"))?;
+        if gone.rows_affected() == 1 {
+            let why = format!(
+                "abandoned: orchestrator {} on {} stopped",
+                stale.pid, stale.host
+            );
+            sqlx::query(
+                "UPDATE executions SET status = 'interrupted', finished = $1, error = $2 \
+                 WHERE stage_key = $3 AND status IN ('pending', 'running')",
+            )
+            .bind(now_ms())
+            .bind(why)
+            .bind(&key.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("reclaim reservation"))?;
+        }
+        tx.commit().await.map_err(db_err("reclaim reservation"))
+    }
+
+    pub(super) async fn beat(&self, keys: &[StageKey], holder: &Holder) -> StoreResult<()> {
+        for chunk in keys.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "UPDATE reservations SET heartbeat = $1 WHERE host = $2 AND pid = $3 \
+                 AND stage_key IN ({})",
+                placeholders(4, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .bind(now_ms())
+                .bind(holder.host.clone())
+                .bind(holder.pid);
+            for key in chunk {
+                q = q.bind(key.0.clone());
+            }
+            q.execute(&self.pool).await.map_err(db_err("heartbeat"))?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn drop_reservation(
+        &self,
+        key: &StageKey,
+        holder: &Holder,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM reservations WHERE stage_key = $1 AND host = $2 AND pid = $3")
+            .bind(&key.0)
+            .bind(&holder.host)
+            .bind(holder.pid)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("release"))?;
+        Ok(())
+    }
+
+    pub(super) async fn referenced_artifacts(
+        &self,
+    ) -> StoreResult<std::collections::HashSet<ArtifactHash>> {
+        let rows = sqlx::query("SELECT hash FROM artifacts")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("referenced artifacts"))?;
+        rows.iter()
+            .map(|r| Ok(ArtifactHash(rows::get(r, "hash")?)))
+            .collect()
+    }
+}

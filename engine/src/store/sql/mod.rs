@@ -1,0 +1,254 @@
+//! [`SqlStore`]: the one [`Store`] implementation, over sqlx's `Any` driver so SQLite and
+//! PostgreSQL share every statement (see the module doc of [`crate::store`]). The
+//! statements live in the submodules by topic; this file connects, migrates and
+//! dispatches the trait's methods to them.
+
+mod cache;
+mod queries;
+mod rows;
+mod runs;
+mod stat;
+
+use super::*;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::AnyPool;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use std::time::Duration;
+
+/// The SQLite schema, embedded at build time.
+pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Most bind parameters one statement uses (below SQLite's 32766 and PostgreSQL's 65535).
+pub(crate) const MAX_PARAMS: usize = 900;
+
+/// Tunables of a [`SqlStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A reservation whose heartbeat is older than this is taken over.
+    pub reservation_timeout: Duration,
+    /// How long SQLite waits for a lock before failing.
+    pub busy_timeout: Duration,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            reservation_timeout: Duration::from_secs(300),
+            busy_timeout: Duration::from_secs(30),
+            max_connections: 4,
+        }
+    }
+}
+
+/// The store's tables in a database reached through sqlx `Any`, plus its object directory.
+pub struct SqlStore {
+    pool: AnyPool,
+    layout: StoreLayout,
+    objects: ObjectStore,
+    options: StoreOptions,
+}
+
+pub(crate) fn db_err(place: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Db {
+        place: place.to_string(),
+        source,
+    }
+}
+
+impl SqlStore {
+    /// Opens (creating) `histodiff.db` in `layout.root`: WAL, busy timeout, foreign keys.
+    pub async fn open_sqlite(layout: StoreLayout, options: StoreOptions) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        layout.create()?;
+        let db = layout.root.join("histodiff.db");
+        // The native driver creates the file and switches it to WAL, which persists in
+        // the file; the pooled `Any` connections then only set per-connection pragmas.
+        let native = SqliteConnectOptions::new()
+            .filename(&db)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let conn = native.connect().await.map_err(db_err("create"))?;
+        conn.close().await.map_err(db_err("create"))?;
+
+        let busy_ms = options.busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let busy = format!("PRAGMA busy_timeout = {busy_ms}");
+                    sqlx::query(AssertSqlSafe(busy)).execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&sqlite_url(&db))
+            .await
+            .map_err(db_err("connect"))?;
+        Self::from_pool(pool, layout, options, &SQLITE_MIGRATIONS).await
+    }
+
+    /// Wraps a connected pool (any backend) after applying `migrations`. The PostgreSQL
+    /// backend enters here with its own migration folder.
+    pub async fn from_pool(
+        pool: AnyPool,
+        layout: StoreLayout,
+        options: StoreOptions,
+        migrations: &Migrator,
+    ) -> StoreResult<Self> {
+        layout.create()?;
+        let objects = ObjectStore::create(&layout.objects)?;
+        // Two processes opening a fresh store at once can race on the first migration;
+        // the loser finds it applied on a second try.
+        if migrations.run(&pool).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            migrations.run(&pool).await?;
+        }
+        Ok(SqlStore {
+            pool,
+            layout,
+            objects,
+            options,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+}
+
+/// `sqlite://` URL of a path; `%`, `?` and `#` are escaped so any file name survives.
+fn sqlite_url(db: &Path) -> String {
+    let path = db
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    format!("sqlite://{path}")
+}
+
+/// `$first, $first+1, …` — `n` placeholders.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2), ($3, $4), …` — `rows` tuples of `cols` placeholders.
+pub(crate) fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+    fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+    async fn begin_run(&self, run: &NewRun) -> StoreResult<RunId> {
+        self.insert_run(run).await
+    }
+    async fn finish_run(&self, run: RunId, status: RunStatus) -> StoreResult<()> {
+        self.update_run(run, status).await
+    }
+    async fn cached(&self, key: &StageKey) -> StoreResult<Option<CachedExecution>> {
+        Ok(self
+            .lookup_cache(std::slice::from_ref(key))
+            .await?
+            .remove(key))
+    }
+    async fn cached_many(
+        &self,
+        keys: &[StageKey],
+    ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
+        self.lookup_cache(keys).await
+    }
+    async fn record_cache_hits(&self, hits: &[(NewExecution, ExecutionId)]) -> StoreResult<()> {
+        self.insert_cache_hits(hits).await
+    }
+    async fn reserve(&self, key: &StageKey, holder: &Holder) -> StoreResult<Reservation> {
+        self.try_reserve(key, holder).await
+    }
+    async fn heartbeat(&self, keys: &[StageKey], holder: &Holder) -> StoreResult<()> {
+        self.beat(keys, holder).await
+    }
+    async fn release(&self, key: &StageKey, holder: &Holder) -> StoreResult<()> {
+        self.drop_reservation(key, holder).await
+    }
+    async fn start_execution(&self, new: &NewExecution) -> StoreResult<ExecutionId> {
+        self.insert_execution(new).await
+    }
+    async fn set_worker(&self, id: ExecutionId, worker: &WorkerInfo) -> StoreResult<()> {
+        self.update_worker(id, worker).await
+    }
+    async fn finish_execution(&self, id: ExecutionId, outcome: &Outcome) -> StoreResult<()> {
+        self.complete_execution(id, outcome).await
+    }
+    async fn record_metric(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        step: Option<u64>,
+        value: f64,
+    ) -> StoreResult<()> {
+        self.insert_metric(id, name, step, value).await
+    }
+    async fn record_checkpoint(&self, key: &StageKey, step: u64, file: &str) -> StoreResult<()> {
+        self.insert_checkpoint(key, step, file).await
+    }
+    async fn latest_checkpoint(&self, key: &StageKey) -> StoreResult<Option<CheckpointRecord>> {
+        self.newest_checkpoint(key).await
+    }
+    async fn last_execution_of(&self, instance: &str) -> StoreResult<Option<ExecutionRecord>> {
+        self.newest_execution_of(instance).await
+    }
+    async fn executions(&self, run: Option<RunId>) -> StoreResult<Vec<ExecutionRecord>> {
+        self.list_executions(run).await
+    }
+    async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        self.one_execution(id).await
+    }
+    async fn lineage(&self, target: &LineageTarget) -> StoreResult<Vec<LineageNode>> {
+        self.trace_lineage(target).await
+    }
+    async fn artifact(&self, hash: &ArtifactHash) -> StoreResult<Option<ArtifactRecord>> {
+        self.one_artifact(hash).await
+    }
+    async fn all_referenced_artifacts(&self) -> StoreResult<HashSet<ArtifactHash>> {
+        self.referenced_artifacts().await
+    }
+    async fn runs(&self) -> StoreResult<Vec<RunRecord>> {
+        self.list_runs().await
+    }
+    async fn status(&self) -> StoreResult<StoreStatus> {
+        self.summary().await
+    }
+    async fn metrics(&self, id: ExecutionId) -> StoreResult<Vec<(String, Option<u64>, f64)>> {
+        self.list_metrics(id).await
+    }
+    async fn stat_get(&self, path: &str) -> StoreResult<Option<StatEntry>> {
+        Ok(self.stat_lookup(&[path.to_string()]).await?.remove(path))
+    }
+    async fn stat_get_many(&self, paths: &[String]) -> StoreResult<HashMap<String, StatEntry>> {
+        self.stat_lookup(paths).await
+    }
+    async fn stat_put_many(&self, entries: &[StatEntry]) -> StoreResult<()> {
+        self.stat_store(entries).await
+    }
+}

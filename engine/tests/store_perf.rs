@@ -1,0 +1,124 @@
+//! The store's share of a no-op re-run of a 10,000-instance sweep: one batched cache
+//! lookup and one batched record of the hits. Its own test binary, so the CPU time it
+//! measures (getrusage of this process) is its own even on a loaded machine.
+
+use histodiff_engine::hash::StageKey;
+use histodiff_engine::protocol::OutputArtifact;
+use histodiff_engine::store::sql::{SqlStore, StoreOptions};
+use histodiff_engine::store::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn open(dir: &Path) -> SqlStore {
+    SqlStore::open_sqlite(
+        StoreLayout::under(&dir.join(".histodiff"), None),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn key(s: &str) -> StageKey {
+    StageKey(blake3::hash(s.as_bytes()).to_hex().to_string())
+}
+
+fn new_exec(run: RunId, instance: &str, key: StageKey) -> NewExecution {
+    NewExecution {
+        run_id: run,
+        stage_key: key,
+        stage: "m".into(),
+        instance: instance.to_string(),
+        kind: "k".into(),
+        kind_version: 1,
+        attempt: 1,
+        fingerprint: String::new(),
+    }
+}
+
+async fn run(store: &SqlStore) -> RunId {
+    let new = NewRun {
+        pipeline: "p".into(),
+        file: "p.yaml".into(),
+        host: "h".into(),
+        pid: 1,
+    };
+    store.begin_run(&new).await.unwrap()
+}
+
+fn output(store: &SqlStore, dir: &Path, bytes: &[u8]) -> OutputArtifact {
+    let src = dir.join("src");
+    std::fs::write(&src, bytes).unwrap();
+    store.objects().put(&src).unwrap()
+}
+
+/// User plus system CPU time of this process (every thread, sqlx's included).
+fn cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[tokio::test]
+async fn a_ten_thousand_instance_no_op_run_is_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let run_id = run(&store).await;
+    let out = output(&store, dir.path(), b"shared output");
+    let n = 10_000;
+    // Populate the cache directly in one transaction (10,000 real runs would take minutes).
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO artifacts (hash, kind, size, created) VALUES ($1, 'file', 13, 0)")
+        .bind(&out.hash.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for i in 0..n {
+        let k = key(&format!("m{i}"));
+        let row = sqlx::query("INSERT INTO executions (run_id, stage_key, stage, instance, kind, kind_version, status) VALUES ($1, $2, 'm', $3, 'k', 1, 'succeeded') RETURNING id")
+            .bind(run_id.0).bind(&k.0).bind(format!("m[i={i}]"))
+            .fetch_one(&mut *tx).await.unwrap();
+        let id: i64 = sqlx::Row::get(&row, "id");
+        sqlx::query(
+            "INSERT INTO execution_outputs (execution_id, name, artifact) VALUES ($1, 'out', $2)",
+        )
+        .bind(id)
+        .bind(&out.hash.0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO cache (stage_key, execution_id, created) VALUES ($1, $2, 0)")
+            .bind(&k.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let keys: Vec<StageKey> = (0..n).map(|i| key(&format!("m{i}"))).collect();
+    let second = run(&store).await;
+    let (started, cpu_started) = (Instant::now(), cpu_time());
+    let hits = store.cached_many(&keys).await.unwrap();
+    let looked_up = started.elapsed();
+    let records: Vec<(NewExecution, ExecutionId)> = (0..n)
+        .map(|i| {
+            (
+                new_exec(second, &format!("m[i={i}]"), keys[i].clone()),
+                hits[&keys[i]].execution_id,
+            )
+        })
+        .collect();
+    store.record_cache_hits(&records).await.unwrap();
+    let (total, cpu) = (started.elapsed(), cpu_time() - cpu_started);
+    eprintln!(
+        "cached_many({n}): {looked_up:?}; with record_cache_hits: {total:?} wall, {cpu:?} CPU"
+    );
+    assert_eq!(hits.len(), n);
+    assert_eq!(hits[&keys[7]].outputs["out"], out);
+    assert!(
+        cpu.as_secs_f64() < 0.5,
+        "no-op bookkeeping used {cpu:?} of CPU (limit 0.5 s)"
+    );
+}

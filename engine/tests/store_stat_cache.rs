@@ -1,0 +1,118 @@
+//! The stat cache: hashing external data a second time reads no file contents (reads are
+//! counted through an injected hasher), changed files are read again, and the directory
+//! hash equals the one computed from scratch.
+
+use histodiff_engine::hash::{hash_dir, hash_file, ArtifactHash, HashError};
+use histodiff_engine::protocol::ArtifactKind;
+use histodiff_engine::store::sql::{SqlStore, StoreOptions};
+use histodiff_engine::store::stat_cache::{hash_external, hash_external_with, FileHasher};
+use histodiff_engine::store::StoreLayout;
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+async fn open(dir: &Path) -> SqlStore {
+    SqlStore::open_sqlite(
+        StoreLayout::under(&dir.join(".histodiff"), None),
+        StoreOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Counts every file read.
+fn counting() -> (FileHasher, Arc<AtomicUsize>) {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let r = reads.clone();
+    let hasher: FileHasher = Arc::new(move |p: &Path| -> Result<ArtifactHash, HashError> {
+        r.fetch_add(1, Ordering::SeqCst);
+        hash_file(p)
+    });
+    (hasher, reads)
+}
+
+/// Writes a file and dates it a minute back (out of the racy window).
+fn write_old(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+    let past = SystemTime::now() - Duration::from_secs(60);
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_file_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let data = dir.path().join("weights.safetensors");
+    write_old(&data, b"tensor bytes");
+    let (hasher, reads) = counting();
+    let first = hash_external_with(&store, &data, hasher.clone())
+        .await
+        .unwrap();
+    let second = hash_external_with(&store, &data, hasher.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.hash.clone(), first.kind),
+        (hash_file(&data).unwrap(), ArtifactKind::File)
+    );
+    assert_eq!(second.hash, first.hash);
+    assert_eq!((reads.load(Ordering::SeqCst), second.files_read), (1, 0));
+    write_old(&data, b"other tensor bytes");
+    let third = hash_external_with(&store, &data, hasher).await.unwrap();
+    assert_ne!(third.hash, first.hash);
+    assert_eq!(third.files_read, 1);
+}
+
+#[tokio::test]
+async fn a_recent_file_is_not_trusted_to_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let data = dir.path().join("fresh.txt");
+    fs::write(&data, b"just written").unwrap();
+    hash_external(&store, &data).await.unwrap();
+    assert_eq!(hash_external(&store, &data).await.unwrap().files_read, 1);
+}
+
+#[tokio::test]
+async fn a_large_directory_is_rehashed_without_reading_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let data = dir.path().join("NCT-CRC-HE");
+    let n = 3_000;
+    for i in 0..n {
+        write_old(
+            &data.join(format!("class{}/patch{i:05}.tif", i % 9)),
+            format!("patch {i}").as_bytes(),
+        );
+    }
+    let (hasher, reads) = counting();
+    let first = hash_external_with(&store, &data, hasher.clone())
+        .await
+        .unwrap();
+    assert_eq!((first.kind, first.files_read), (ArtifactKind::Dir, n));
+    assert_eq!(first.hash, hash_dir(&data).unwrap().0);
+    let started = Instant::now();
+    let second = hash_external_with(&store, &data, hasher.clone())
+        .await
+        .unwrap();
+    eprintln!("re-hash of {n} unchanged files: {:?}", started.elapsed());
+    assert_eq!(second.hash, first.hash);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        n,
+        "the second pass read no file"
+    );
+    write_old(&data.join("class0/patch00000.tif"), b"edited");
+    let third = hash_external_with(&store, &data, hasher).await.unwrap();
+    assert_eq!(third.files_read, 1);
+    assert_ne!(third.hash, first.hash);
+    assert_eq!(third.hash, hash_dir(&data).unwrap().0);
+}
