@@ -253,6 +253,8 @@ fn loss_schedule_and_eval_mode() {
         .generator_loss(&x, &x, &posterior, 60000, None, false)
         .unwrap();
     assert_eq!(g.d_weight, 0.0);
+    // LPIPS was never loaded: its NaN weights make the loss NaN rather than silently L1-only.
+    assert!(g.nll.is_nan() && g.loss.double_value(&[]).is_nan());
     assert!(loss
         .generator_loss(&x, &x.narrow(3, 0, 16), &posterior, 0, None, false)
         .is_err());
