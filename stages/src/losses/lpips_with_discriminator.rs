@@ -112,7 +112,8 @@ pub struct LpipsWithDiscriminator {
 }
 
 impl LpipsWithDiscriminator {
-    /// Builds at `vs` (the `loss` path). LPIPS weights must be loaded afterwards.
+    /// Builds at `vs` (the `loss` path). LPIPS weights must be loaded afterwards (they are
+    /// NaN until then) unless `perceptual_weight` is 0, which never evaluates LPIPS.
     pub fn new(vs: &nn::Path, config: AeLossConfig) -> Self {
         let init = Tensor::full(
             [0i64; 0],

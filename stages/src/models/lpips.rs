@@ -5,8 +5,11 @@
 //! torchvision `features` indices, `lin{0..4}.model.1.weight`); docs/weights.md says how to
 //! make that file from torchvision's VGG16 and taming's `vgg.pth`. Gradients still flow to
 //! the inputs. Always in eval mode (the Dropout before each `lin` is inactive).
+//!
+//! Until loaded, the network weights are NaN, so a forgotten load shows up as a NaN loss on
+//! the first step instead of a silently zero perceptual term.
 
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// VGG16 `features` configuration "D": conv widths, `None` = 2×2 max-pool.
 const VGG16: [Option<i64>; 18] = [
@@ -31,6 +34,9 @@ const VGG16: [Option<i64>; 18] = [
 ];
 /// `features` index where each of the five taps (after relu1_2 … relu5_3) ends.
 const SLICE_ENDS: [usize; 5] = [4, 9, 16, 23, 30];
+/// `ScalingLayer` constants mapping [−1, 1] inputs to VGG's ImageNet normalisation.
+const SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
+const SCALE: [f32; 3] = [0.458, 0.448, 0.450];
 /// Channels of the five taps.
 pub const TAP_CHANNELS: [i64; 5] = [64, 128, 256, 512, 512];
 
@@ -51,8 +57,8 @@ struct FrozenConv {
 impl FrozenConv {
     fn new(vs: nn::Path, c_in: i64, c_out: i64, kernel: i64, bias: bool) -> Self {
         Self {
-            weight: vs.zeros_no_train("weight", &[c_out, c_in, kernel, kernel]),
-            bias: bias.then(|| vs.zeros_no_train("bias", &[c_out])),
+            weight: not_loaded(&vs, "weight", &[c_out, c_in, kernel, kernel]),
+            bias: bias.then(|| not_loaded(&vs, "bias", &[c_out])),
             padding: kernel / 2,
         }
     }
@@ -86,7 +92,8 @@ pub struct Lpips {
 }
 
 impl Lpips {
-    /// Creates zero-valued frozen variables at `vs`; load real weights before use.
+    /// Creates the frozen variables at `vs`: the scaling constants, and NaN network weights
+    /// to be loaded before use.
     pub fn new(vs: &nn::Path) -> Self {
         let mut slices: Vec<Vec<VggLayer>> = (0..SLICE_ENDS.len()).map(|_| Vec::new()).collect();
         let (mut index, mut c_in) = (0usize, 3i64);
@@ -122,8 +129,8 @@ impl Lpips {
             .collect();
         let scaling = vs / "scaling_layer";
         Self {
-            shift: scaling.zeros_no_train("shift", &[1, 3, 1, 1]),
-            scale: scaling.ones_no_train("scale", &[1, 3, 1, 1]),
+            shift: constant(&scaling, "shift", &SHIFT),
+            scale: constant(&scaling, "scale", &SCALE),
             slices,
             lins,
         }
@@ -166,6 +173,23 @@ impl Lpips {
         }
         Ok(total.expect("five taps"))
     }
+}
+
+/// A frozen variable of NaNs (see the module doc).
+fn not_loaded(vs: &nn::Path, name: &str, dims: &[i64]) -> Tensor {
+    vs.add(
+        name,
+        Tensor::full(dims, f64::NAN, (Kind::Float, vs.device())),
+        false,
+    )
+}
+
+/// A frozen (1, 3, 1, 1) variable holding per-channel constants.
+fn constant(vs: &nn::Path, name: &str, values: &[f32; 3]) -> Tensor {
+    let value = Tensor::from_slice(values)
+        .reshape([1, 3, 1, 1])
+        .to_device(vs.device());
+    vs.add(name, value, false)
 }
 
 /// x / (‖x‖₂ over channels + 1e-10).

@@ -115,34 +115,33 @@ fn check_backward_and_adam(
     assert!(adam_err <= ADAM_TOL, "{what} weights after Adam");
 }
 
-#[test]
-fn ae_loss_steps_match_reference() {
-    let file = "ae_loss.safetensors";
-    let (ae_vs, ae) = load_ae(file, AutoencoderConfig::tiny());
-    let mut loss_vs = VarStore::new(Device::Cpu);
-    let loss = LpipsWithDiscriminator::new(
-        &loss_vs.root(),
-        AeLossConfig {
-            disc_start: 5,
-            ..Default::default()
-        },
-    );
-    load_strict_prefixed(&mut loss_vs, &fixture(file), "loss.", "").expect("strict load of loss.*");
-    assert_eq!(
-        loss_vs.trainable_variables().len(),
-        13,
-        "only the discriminator trains"
-    );
-    let io = tensors(file);
-    let x = &io["io.x"];
+const LOSS_FILE: &str = "ae_loss.safetensors";
+/// The fixture's global step: ≥ disc_start, so the GAN terms count.
+const STEP: i64 = 5;
 
-    // Generator (AE) step, terms and adaptive weight.
+/// A loss at the fixture's settings, its store loaded strictly from the fixture's `loss.*`.
+fn load_loss(disc_loss: DiscLoss) -> (VarStore, LpipsWithDiscriminator) {
+    let mut vs = VarStore::new(Device::Cpu);
+    let config = AeLossConfig {
+        disc_start: STEP,
+        disc_loss,
+        ..Default::default()
+    };
+    let loss = LpipsWithDiscriminator::new(&vs.root(), config);
+    load_strict_prefixed(&mut vs, &fixture(LOSS_FILE), "loss.", "").expect("strict load of loss.*");
+    (vs, loss)
+}
+
+/// The AE step: loss terms, adaptive weight, gradients and one Adam step of the AE
+/// optimizer. Returns the reconstruction the discriminator step uses.
+fn check_generator_step(loss: &LpipsWithDiscriminator, io: &HashMap<String, Tensor>) -> Tensor {
+    let (ae_vs, ae) = load_ae(LOSS_FILE, AutoencoderConfig::tiny());
+    let x = &io["io.x"];
     let posterior = ae.encode(x, true).unwrap();
-    let recon = ae
-        .decode(&posterior.sample_with_noise(&io["io.noise"]).unwrap(), true)
-        .unwrap();
+    let z = posterior.sample_with_noise(&io["io.noise"]).unwrap();
+    let recon = ae.decode(&z, true).unwrap();
     let g = loss
-        .generator_loss(x, &recon, &posterior, 5, Some(ae.last_layer()), true)
+        .generator_loss(x, &recon, &posterior, STEP, Some(ae.last_layer()), true)
         .unwrap();
     assert_scalar(
         "g step total",
@@ -161,12 +160,20 @@ fn ae_loss_steps_match_reference() {
         &io["io.g.disc_factor"],
         0.0,
     );
+    check_backward_and_adam("AE", &ae_vs, "", &g.loss, io, ("io.grad.", "io.adam."));
+    recon
+}
 
-    // Backward and one Adam step of the AE optimizer.
-    check_backward_and_adam("AE", &ae_vs, "", &g.loss, &io, ("io.grad.", "io.adam."));
-
-    // Discriminator step, its Adam step, and the BN running statistics after three passes.
-    let d = loss.discriminator_loss(x, &recon, 5, true).unwrap();
+/// The discriminator step (hinge, and vanilla on the same logits), its gradients and Adam
+/// step, and the BatchNorm running statistics after its three train-mode passes.
+fn check_discriminator_step(
+    loss_vs: &VarStore,
+    loss: &LpipsWithDiscriminator,
+    recon: &Tensor,
+    io: &HashMap<String, Tensor>,
+) {
+    let x = &io["io.x"];
+    let d = loss.discriminator_loss(x, recon, STEP, true).unwrap();
     assert_scalar(
         "d step loss",
         d.loss.double_value(&[]),
@@ -185,31 +192,24 @@ fn ae_loss_steps_match_reference() {
         &io["io.d.logits_fake"],
         1e-4,
     );
-    // The vanilla objective on the same logits (train-mode BN outputs use batch statistics
-    // only, so a second discriminator with the same weights gives the same logits).
-    let mut vanilla_vs = VarStore::new(Device::Cpu);
-    let vanilla_config = AeLossConfig {
-        disc_start: 5,
-        disc_loss: DiscLoss::Vanilla,
-        ..Default::default()
-    };
-    let vanilla = LpipsWithDiscriminator::new(&vanilla_vs.root(), vanilla_config);
-    load_strict_prefixed(&mut vanilla_vs, &fixture(file), "loss.", "")
-        .expect("strict load of loss.*");
-    let v = vanilla.discriminator_loss(x, &recon, 5, true).unwrap();
+    // Train-mode BN outputs use batch statistics only, so a second discriminator with the
+    // same weights gives the same logits.
+    let (_vanilla_vs, vanilla) = load_loss(DiscLoss::Vanilla);
+    let v = vanilla.discriminator_loss(x, recon, STEP, true).unwrap();
     assert_scalar(
         "d step vanilla loss",
         v.loss.double_value(&[]),
         &io["io.d.vanilla"],
         1e-4,
     );
+    let grads = ("io.disc_grad.", "io.disc_adam.");
     check_backward_and_adam(
         "discriminator",
-        &loss_vs,
+        loss_vs,
         "discriminator.",
         &d.loss,
-        &io,
-        ("io.disc_grad.", "io.disc_adam."),
+        io,
+        grads,
     );
     let vars = loss_vs.variables();
     for (key, want) in io.iter().filter(|(k, _)| k.starts_with("io.disc_after.")) {
@@ -221,6 +221,21 @@ fn ae_loss_steps_match_reference() {
             1e-5,
         );
     }
+}
+
+/// Both steps in Lightning's order: the generator step's discriminator pass updates the
+/// BatchNorm running statistics the discriminator step starts from.
+#[test]
+fn ae_loss_steps_match_reference() {
+    let (loss_vs, loss) = load_loss(DiscLoss::Hinge);
+    assert_eq!(
+        loss_vs.trainable_variables().len(),
+        13,
+        "only the discriminator trains"
+    );
+    let io = tensors(LOSS_FILE);
+    let recon = check_generator_step(&loss, &io);
+    check_discriminator_step(&loss_vs, &loss, &recon, &io);
 }
 
 #[test]
@@ -238,6 +253,8 @@ fn loss_schedule_and_eval_mode() {
         .generator_loss(&x, &x, &posterior, 60000, None, false)
         .unwrap();
     assert_eq!(g.d_weight, 0.0);
+    // LPIPS was never loaded: its NaN weights make the loss NaN rather than silently L1-only.
+    assert!(g.nll.is_nan() && g.loss.double_value(&[]).is_nan());
     assert!(loss
         .generator_loss(&x, &x.narrow(3, 0, 16), &posterior, 0, None, false)
         .is_err());

@@ -2,12 +2,13 @@
 //! discriminator, plus config validation and input-shape errors.
 
 use crate::fixtures::*;
+use histodiff_stages::losses::{AeLossConfig, LpipsWithDiscriminator};
 use histodiff_stages::models::autoencoder::{
     AutoencoderConfig, AutoencoderError, AutoencoderKL, DiagonalGaussian,
 };
 use histodiff_stages::models::discriminator::{DiscriminatorConfig, NLayerDiscriminator};
 use histodiff_stages::models::lpips::Lpips;
-use histodiff_stages::weights::load_strict;
+use histodiff_stages::weights::{load_strict, load_strict_prefixed};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -130,6 +131,28 @@ fn lpips_matches_reference() {
     assert!(lpips
         .forward(&io["io.a"], &io["io.b"].narrow(2, 0, 16))
         .is_err());
+}
+
+/// The LPIPS file made by `convert_checkpoint.py lpips` from torchvision-style VGG16 and
+/// taming-style `vgg.pth` sources loads strictly into a loss's `perceptual_loss` and gives
+/// the reference value.
+#[test]
+fn converted_lpips_loads_into_the_loss() {
+    let mut vs = VarStore::new(Device::Cpu);
+    let loss = LpipsWithDiscriminator::new(&vs.root(), AeLossConfig::default());
+    let file = fixture("lpips_converted.safetensors");
+    load_strict_prefixed(&mut vs, &file, "", "perceptual_loss.").expect("strict load");
+    let io = tensors("lpips.safetensors");
+    let value = loss
+        .perceptual_loss
+        .forward(&io["io.a"], &io["io.b"])
+        .unwrap();
+    assert_close(
+        "lpips value from converted weights",
+        &value,
+        &io["io.value"],
+        1e-5,
+    );
 }
 
 #[test]
