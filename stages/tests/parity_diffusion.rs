@@ -331,7 +331,7 @@ fn guided_ddim_loop_matches_reference() {
         let reference = &fx[&format!("loop.{name}.out")];
         let scale = reference.abs().max().double_value(&[]);
         report(
-            &format!("{name}: guided DDIM loop vs reference (max|x0| {scale:.2})"),
+            &format!("{name}: guided DDIM loop vs reference (max|out| {scale:.2})"),
             max_abs(&out, reference),
             5e-4,
         );

@@ -127,6 +127,11 @@ impl AttentionBlock {
         }
     }
 
+    /// Changes how attention is evaluated (the weights are unaffected).
+    pub fn set_kernel(&mut self, kernel: AttentionKernel) {
+        self.config.kernel = kernel;
+    }
+
     /// x (B, C, *spatial) → same shape.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let shape = xs.size();
@@ -185,6 +190,11 @@ impl AttentionPool2d {
             num_heads: embed_dim / head_channels,
             kernel,
         }
+    }
+
+    /// Changes how attention is evaluated (the weights are unaffected).
+    pub fn set_kernel(&mut self, kernel: AttentionKernel) {
+        self.kernel = kernel;
     }
 
     /// Number of tokens the positional embedding was built for (S² + 1).

@@ -2,7 +2,7 @@
 //! `out` = GroupNorm32, SiLU, AttentionPool2d → class logits. Used for the time-dependent
 //! latent classifier ϕ(z_t, t) (SPEC §5.2) and, with t = 0, the image classifier φ (§5.3).
 
-use super::attention::AttentionPool2d;
+use super::attention::{AttentionKernel, AttentionPool2d};
 use super::norm::GroupNorm32;
 use super::trunk::{Trunk, TrunkConfig};
 use super::UNetError;
@@ -61,6 +61,13 @@ impl EncoderUNetModel {
 
     pub fn config(&self) -> &EncoderUNetConfig {
         &self.config
+    }
+
+    /// Switches every attention layer, the pool included, to `kernel`.
+    pub fn set_attention_kernel(&mut self, kernel: AttentionKernel) {
+        self.trunk.set_attention_kernel(kernel);
+        self.pool.set_kernel(kernel);
+        self.config.trunk.attention_kernel = kernel;
     }
 
     /// The pooling grid is learned for one input size: x must be (B, in_channels,

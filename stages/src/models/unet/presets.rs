@@ -6,8 +6,10 @@ use super::encoder_unet::EncoderUNetConfig;
 use super::trunk::{AttentionHeads, TrunkConfig};
 use super::unet::UNetConfig;
 
-/// Query chunk of the default attention kernel: bounds the score matrix of a 64² map at
-/// batch 4, 8 heads to 4·8·1024·4096 f32 = 512 MiB while staying exact.
+/// Query chunk for [`AttentionKernel::QueryChunked`]: bounds one score matrix of a 64² map
+/// at batch 4, 8 heads to 4·8·1024·4096 f32 = 512 MiB. Chunking only helps inference:
+/// autograd keeps every chunk's weights for the backward pass, which is why the paper-scale
+/// presets default to the fused kernel (memory-efficient backward as well).
 pub const DEFAULT_QUERY_CHUNK: i64 = 1024;
 
 /// ε_θ of the official HistoDiffAug config (`configs/latent-diffusion/histo-ldm-kl-8.yaml`,
@@ -27,7 +29,7 @@ pub fn histodiffaug_unet() -> UNetConfig {
             conv_resample: true,
             dropout: 0.0,
             qkv_order: QkvOrder::Legacy,
-            attention_kernel: AttentionKernel::QueryChunked(DEFAULT_QUERY_CHUNK),
+            attention_kernel: AttentionKernel::Fused,
         },
         out_channels: 3,
     }
@@ -50,7 +52,7 @@ pub fn ldm4_celebahq_unet() -> UNetConfig {
             conv_resample: true,
             dropout: 0.0,
             qkv_order: QkvOrder::Legacy,
-            attention_kernel: AttentionKernel::QueryChunked(DEFAULT_QUERY_CHUNK),
+            attention_kernel: AttentionKernel::Fused,
         },
         out_channels: 3,
     }

@@ -133,6 +133,15 @@ pub struct TimestepBlock {
 }
 
 impl TimestepBlock {
+    /// Sets the evaluation strategy of every attention layer of the block.
+    pub fn set_attention_kernel(&mut self, kernel: AttentionKernel) {
+        for layer in &mut self.layers {
+            if let Layer::Attn(block) = layer {
+                block.set_kernel(kernel);
+            }
+        }
+    }
+
     pub fn forward_t(&self, xs: &Tensor, emb: &Tensor, train: bool) -> Tensor {
         self.layers
             .iter()
@@ -162,6 +171,17 @@ pub struct Trunk {
 }
 
 impl Trunk {
+    /// Sets the evaluation strategy of every attention layer of the trunk.
+    pub fn set_attention_kernel(&mut self, kernel: AttentionKernel) {
+        for block in self
+            .input_blocks
+            .iter_mut()
+            .chain(std::iter::once(&mut self.middle_block))
+        {
+            block.set_attention_kernel(kernel);
+        }
+    }
+
     /// Builds the trunk at the root `vs` (names `time_embed`, `input_blocks`, `middle_block`).
     pub fn new(vs: &nn::Path, cfg: &TrunkConfig) -> Result<Self, UNetError> {
         cfg.validate()?;

@@ -1,7 +1,7 @@
 //! openaimodel `UNetModel` (unconditional, ε-prediction): trunk, `output_blocks` that
 //! concatenate the skip stack, and `out` = GroupNorm32, SiLU, zero-initialised conv.
 
-use super::attention::AttentionBlock;
+use super::attention::{AttentionBlock, AttentionKernel};
 use super::norm::GroupNorm32;
 use super::resample::Upsample;
 use super::resblock::{ResBlock, Resample};
@@ -57,6 +57,16 @@ impl UNetModel {
 
     pub fn config(&self) -> &UNetConfig {
         &self.config
+    }
+
+    /// Switches every attention layer to `kernel` (e.g. fused for training, exact chunked
+    /// for a reference run) without rebuilding the 295M-parameter model.
+    pub fn set_attention_kernel(&mut self, kernel: AttentionKernel) {
+        self.trunk.set_attention_kernel(kernel);
+        for block in &mut self.output_blocks {
+            block.set_attention_kernel(kernel);
+        }
+        self.config.trunk.attention_kernel = kernel;
     }
 
     /// Checks x (B, in_channels, H, W) and t (B,) before a forward pass: H and W must be
