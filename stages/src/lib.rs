@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod data;
+pub mod diffusion;
 pub mod kinds;
 pub mod losses;
 pub mod models;

@@ -5,3 +5,4 @@ pub mod autoencoder;
 pub mod discriminator;
 pub mod lpips;
 pub mod torch_init;
+pub mod unet;
