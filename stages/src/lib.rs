@@ -1,7 +1,11 @@
 //! histodiff-stages: stage kinds and the models they train, on libtorch (tch).
 
+pub mod artifact;
+pub mod data;
 pub mod kinds;
+pub mod losses;
 pub mod metrics;
 pub mod models;
+pub mod report;
 pub mod train;
 pub mod weights;

@@ -1,8 +1,29 @@
 //! Every stage kind this crate implements, for the worker and the CLI's registry.
 
+pub mod demo;
+pub mod image_folder;
+pub mod images;
+pub mod ingest;
+pub mod npy;
+pub mod report_table;
+pub mod schema;
+pub mod subset;
+
 use histodiff_engine::stage::Stage;
 
 /// All stage kinds of the stages crate (the engine adds `command`).
 pub fn all() -> Vec<Box<dyn Stage>> {
-    vec![]
+    vec![
+        Box::new(demo::Demo),
+        Box::new(image_folder::ImageFolder),
+        Box::new(images::Images),
+        Box::new(npy::Npy),
+        Box::new(subset::Subset),
+        Box::new(report_table::ReportTable),
+    ]
+}
+
+/// The kind called `name`, if this crate implements it.
+pub fn find(name: &str) -> Option<Box<dyn Stage>> {
+    all().into_iter().find(|k| k.spec().name == name)
 }

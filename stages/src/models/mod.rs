@@ -1,7 +1,11 @@
-//! Neural network models, each created at PyTorch attribute names so reference state
-//! dicts load by name.
+//! Neural-network models, each created at `&vs / "<pytorch attribute name>"` so converted
+//! PyTorch checkpoints load by name (SPEC §10).
 
+pub mod autoencoder;
+pub mod discriminator;
 pub mod inception;
 pub mod inception_blocks;
+pub mod lpips;
+pub mod torch_init;
 pub mod vit;
 pub mod vit_block;

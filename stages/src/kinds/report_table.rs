@@ -1,0 +1,169 @@
+//! `report/table`: gathers evaluation results (and FIDs, and sample sets) of a sweep into
+//! a Table 1 style report directory: `table.md`, `table.csv`, `rows.json` (every row with
+//! its lineage and full metrics) and `grid-<instance>.png` sample grids. Rows are named
+//! from the producers' matrix coordinates (`method`, `ratio`, `variant`); an FID joins
+//! the row whose coordinates it shares.
+
+use super::schema::{int, invalid, param, slot, usize_param};
+use crate::artifact::ImageSet;
+use crate::report::grid::write_class_grid;
+use crate::report::results::{read, Evaluation, FidResult, EVALUATION_FORMAT, FID_FORMAT};
+use crate::report::table::{csv, markdown, sort_rows, Row};
+use histodiff_engine::protocol::InputArtifact;
+use histodiff_engine::registry::{KindSpec, ParamType};
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub struct ReportTable;
+
+impl Stage for ReportTable {
+    fn spec(&self) -> KindSpec {
+        KindSpec {
+            name: "report/table".into(),
+            version: 1,
+            params: vec![
+                param(
+                    "title",
+                    ParamType::String,
+                    Some("HistoDiffusion: synthetic augmentation results".into()),
+                    "report heading",
+                ),
+                param(
+                    "grid_per_class",
+                    int(Some(1), Some(64)),
+                    Some(8.into()),
+                    "images per class in each sample grid",
+                ),
+            ],
+            inputs: vec![
+                slot(
+                    "results",
+                    true,
+                    true,
+                    "evaluation results (histodiffusion/evaluate), e.g. evaluate[*]",
+                ),
+                slot(
+                    "fid",
+                    false,
+                    true,
+                    "FID results (histodiffusion/fid), joined to results by matrix coordinates",
+                ),
+                slot(
+                    "samples",
+                    false,
+                    true,
+                    "labeled image sets to draw as sample grids",
+                ),
+            ],
+            outputs: vec!["report".into()],
+            resumable: false,
+            doc: "Table 1 style report: Markdown, CSV, sample grids, lineage of each row".into(),
+        }
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let out = ctx.output_path("report");
+        std::fs::create_dir_all(&out)
+            .map_err(|e| StageError::Invalid(format!("{}: {e}", out.display())))?;
+        let fids: Vec<(BTreeMap<String, Value>, FidResult)> = ctx
+            .inputs("fid")
+            .iter()
+            .map(|a| {
+                Ok((
+                    a.coords.clone(),
+                    read::<FidResult>(&artifact_file(a, "fid.json"), FID_FORMAT)
+                        .map_err(invalid)?,
+                ))
+            })
+            .collect::<Result<_, StageError>>()?;
+        let mut rows = Vec::new();
+        for a in ctx.inputs("results") {
+            let evaluation: Evaluation =
+                read(&artifact_file(a, "evaluation.json"), EVALUATION_FORMAT).map_err(invalid)?;
+            let fid = fids
+                .iter()
+                .find(|(c, _)| shares_coords(c, &a.coords))
+                .map(|(_, f)| f.clone());
+            rows.push(row_of(a, evaluation, fid));
+        }
+        sort_rows(&mut rows);
+        let title = ctx.param_str("title")?.to_string();
+        write(&out.join("table.md"), &markdown(&title, &rows))?;
+        write(&out.join("table.csv"), &csv(&rows))?;
+        let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
+            "setting": r.label(), "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid,
+        })).collect();
+        write(
+            &out.join("rows.json"),
+            &serde_json::to_string_pretty(&lineage).expect("json"),
+        )?;
+        let per_class = usize_param(ctx, "grid_per_class")?;
+        for a in ctx.inputs("samples").to_vec() {
+            let set = ImageSet::open(&a.path).map_err(invalid)?;
+            let name = format!("grid-{}.png", file_safe(&a.producer));
+            write_class_grid(&set, per_class, 2, &out.join(&name)).map_err(invalid)?;
+            ctx.log(format!("sample grid {name} from {}", a.producer));
+        }
+        ctx.log(format!("report with {} rows written", rows.len()));
+        Ok(())
+    }
+}
+
+/// A result artifact is either the JSON file itself or a directory holding `name`.
+fn artifact_file(a: &InputArtifact, name: &str) -> std::path::PathBuf {
+    if a.path.is_dir() {
+        a.path.join(name)
+    } else {
+        a.path.clone()
+    }
+}
+
+/// True when the instances agree on every axis they both have and share at least one
+/// (or neither has any), so a baseline never picks up a sweep member's FID.
+fn shares_coords(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> bool {
+    let shared = a.keys().filter(|k| b.contains_key(*k)).count();
+    let agree = a.iter().all(|(k, v)| b.get(k).is_none_or(|w| w == v));
+    agree && (shared > 0 || (a.is_empty() && b.is_empty()))
+}
+
+fn row_of(a: &InputArtifact, evaluation: Evaluation, fid: Option<FidResult>) -> Row {
+    let text = |k: &str| a.coords.get(k).and_then(|v| v.as_str().map(str::to_string));
+    let ratio = a.coords.get("ratio").and_then(Value::as_f64).unwrap_or(0.0);
+    let method = text("method").unwrap_or_else(|| {
+        if ratio > 0.0 {
+            "centroid".into()
+        } else {
+            "none".into()
+        }
+    });
+    Row {
+        variant: text("variant").unwrap_or_else(|| "full".into()),
+        method: if method == "selective" {
+            "centroid".into()
+        } else {
+            method
+        },
+        ratio,
+        evaluation,
+        fid,
+        producer: a.producer.clone(),
+        hash: a.hash.0.clone(),
+    }
+}
+
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), StageError> {
+    std::fs::write(path, text).map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,8 @@
+//! The Table 1 style report: result files written by `histodiffusion/evaluate` and
+//! `histodiffusion/fid` ([`results`]), the paper's numbers to print alongside them
+//! ([`paper`]), the Markdown and CSV table ([`table`]) and image grids of samples ([`grid`]).
+
+pub mod grid;
+pub mod paper;
+pub mod results;
+pub mod table;

@@ -1,0 +1,170 @@
+//! Test harness for stage kinds: builds a `Job` and a `StageContext` directly (as the
+//! worker runtime does), fills parameter defaults from the kind's schema the way the
+//! engine does, runs the stage and captures its events.
+
+#![allow(dead_code)]
+
+use histodiff_engine::hash::{ArtifactHash, StageKey};
+use histodiff_engine::protocol::{Event, InputArtifact, Job};
+use histodiff_engine::registry::ParamType;
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Events written by a stage, shared with the test.
+#[derive(Clone, Default)]
+pub struct EventLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for EventLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl EventLog {
+    pub fn events(&self) -> Vec<Event> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The result of one harness run.
+pub struct Ran {
+    pub result: Result<(), StageError>,
+    pub events: Vec<Event>,
+    pub work_dir: PathBuf,
+}
+
+impl Ran {
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.work_dir.join("out").join(name)
+    }
+}
+
+/// Runs `stage` in `dir/<name>` with `params` (defaults filled) and `inputs`
+/// (slot → paths); path parameters resolve against `base`.
+pub fn run_stage(
+    stage: &dyn Stage,
+    dir: &Path,
+    name: &str,
+    params: Value,
+    inputs: &[(&str, Vec<PathBuf>)],
+    base: &Path,
+) -> Ran {
+    let inputs = inputs
+        .iter()
+        .map(|(slot, paths)| {
+            let arts = paths
+                .iter()
+                .map(|p| InputArtifact {
+                    hash: ArtifactHash("0".repeat(64)),
+                    path: p.clone(),
+                    producer: "test".into(),
+                    coords: BTreeMap::new(),
+                })
+                .collect();
+            (*slot, arts)
+        })
+        .collect();
+    run_in(stage, dir, name, params, inputs, base)
+}
+
+/// [`run_stage`] with fully described input artifacts (producer, coordinates); the
+/// pipeline folder is `dir`.
+pub fn run_stage_with(
+    stage: &dyn Stage,
+    dir: &Path,
+    name: &str,
+    params: Value,
+    inputs: Vec<(&str, Vec<InputArtifact>)>,
+) -> Ran {
+    run_in(stage, dir, name, params, inputs, dir)
+}
+
+fn run_in(
+    stage: &dyn Stage,
+    dir: &Path,
+    name: &str,
+    params: Value,
+    inputs: Vec<(&str, Vec<InputArtifact>)>,
+    base: &Path,
+) -> Ran {
+    let spec = stage.spec();
+    let mut given: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
+    let mut canonical = Map::new();
+    let mut external_paths = BTreeMap::new();
+    for p in &spec.params {
+        let value = given
+            .remove(&p.name)
+            .or_else(|| p.default.clone())
+            .unwrap_or_else(|| panic!("test omits required `{}`", p.name));
+        match (&p.ty, &value) {
+            (ParamType::Path, Value::String(s)) => {
+                external_paths.insert(p.name.clone(), base.join(s));
+            }
+            (ParamType::List { item }, Value::Array(items)) if **item == ParamType::Path => {
+                for (i, s) in items.iter().enumerate() {
+                    external_paths
+                        .insert(format!("{}.{i}", p.name), base.join(s.as_str().unwrap()));
+                }
+            }
+            _ => {}
+        }
+        canonical.insert(p.name.clone(), value);
+    }
+    assert!(
+        given.is_empty(),
+        "unknown parameters {given:?} for {}",
+        spec.name
+    );
+    let work_dir = dir.join(name);
+    std::fs::create_dir_all(work_dir.join("out")).unwrap();
+    let job = Job {
+        execution_id: 1,
+        key: StageKey("0".repeat(64)),
+        instance: name.into(),
+        kind: spec.name.clone(),
+        kind_version: spec.version,
+        params: canonical,
+        external_paths,
+        inputs: inputs
+            .into_iter()
+            .map(|(slot, arts)| (slot.to_string(), arts))
+            .collect(),
+        command: None,
+        base_dir: base.to_path_buf(),
+        work_dir: work_dir.clone(),
+        checkpoint_dir: work_dir.join("checkpoints"),
+        objects_dir: dir.join("objects"),
+        device: "cpu".into(),
+        threads: 2,
+    };
+    let log = EventLog::default();
+    let mut ctx = StageContext::new(job, Arc::new(AtomicBool::new(false)), Box::new(log.clone()));
+    let result = stage.run(&mut ctx);
+    Ran {
+        result,
+        events: log.events(),
+        work_dir,
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("histodiff-{tag}-"))
+        .tempdir()
+        .unwrap()
+}

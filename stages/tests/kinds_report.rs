@@ -1,0 +1,181 @@
+//! `report/table` on evaluation and FID files: rows named from matrix coordinates,
+//! paper numbers alongside, FID joined by coordinates, lineage, CSV, sample grids.
+
+mod common;
+
+use common::{run_stage, temp_dir};
+use histodiff_engine::hash::ArtifactHash;
+use histodiff_engine::protocol::InputArtifact;
+use histodiff_stages::artifact::ImageSetWriter;
+use histodiff_stages::kinds::report_table::ReportTable;
+use histodiff_stages::report::results::{write, Evaluation, FidResult};
+use serde_json::json;
+
+#[test]
+fn metrics_from_a_confusion_matrix() {
+    // 2 classes: truth 0 → 8 right, 2 wrong; truth 1 → 5 right, 0 wrong.
+    let e = Evaluation::from_confusion(vec!["A".into(), "B".into()], vec![vec![8, 2], vec![0, 5]]);
+    assert!((e.accuracy - 13.0 / 15.0).abs() < 1e-12);
+    // Weighted sensitivity equals accuracy (SPEC §8.3).
+    assert!((e.weighted.sensitivity - e.accuracy).abs() < 1e-12);
+    assert!((e.macro_avg.sensitivity - (0.8 + 1.0) / 2.0).abs() < 1e-12);
+    // Specificity of A = TN/(TN+FP) = 5/5; of B = 8/10.
+    assert!((e.macro_avg.specificity - 0.9).abs() < 1e-12);
+    let f1_b = 2.0 * (5.0 / 7.0) * 1.0 / (5.0 / 7.0 + 1.0);
+    assert!((e.macro_avg.f1 - (2.0 * 0.8 / 1.8 + f1_b) / 2.0).abs() < 1e-12);
+}
+
+#[test]
+fn report_rows_join_fid_and_paper_numbers() {
+    let tmp = temp_dir("report");
+    let dir = tmp.path();
+    let eval = |name: &str, right: u64| {
+        let path = dir.join(format!("{name}.json"));
+        write(
+            &path,
+            &Evaluation::from_confusion(
+                vec!["A".into(), "B".into()],
+                vec![vec![right, 10 - right], vec![1, 9]],
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let fid_path = dir.join("fid.json");
+    write(
+        &fid_path,
+        &FidResult {
+            format: "histodiff/fid".into(),
+            fid: Some(12.5),
+            status: "computed".into(),
+            n_real: 5,
+            n_synthetic: 5,
+        },
+    )
+    .unwrap();
+    let nofid = dir.join("nofid.json");
+    write(
+        &nofid,
+        &FidResult::not_computed("no Inception weights given"),
+    )
+    .unwrap();
+
+    let samples = dir.join("samples");
+    let mut w = ImageSetWriter::create(&samples, vec!["A".into(), "B".into()], 8, 10).unwrap();
+    for k in 0..4 {
+        w.push_chw(&vec![k as u8 * 60; 3 * 64], Some(k % 2), format!("s{k}"))
+            .unwrap();
+    }
+    w.finish().unwrap();
+
+    let base = eval("base", 7);
+    let sel = eval("sel", 9);
+    // Inputs with matrix coordinates, as the engine binds a gathered `evaluate[*]`.
+    let art = |path: &std::path::Path, producer: &str, coords: serde_json::Value| InputArtifact {
+        hash: ArtifactHash("ab".repeat(32)),
+        path: path.to_path_buf(),
+        producer: producer.into(),
+        coords: serde_json::from_value(coords).unwrap(),
+    };
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report2",
+        json!({"grid_per_class": 8}),
+        vec![
+            (
+                "results",
+                vec![
+                    art(
+                        &sel,
+                        "evaluate[method=centroid,ratio=2.0]",
+                        json!({"method": "centroid", "ratio": 2.0}),
+                    ),
+                    art(&base, "baseline", json!({})),
+                ],
+            ),
+            (
+                "fid",
+                vec![
+                    art(
+                        &fid_path,
+                        "fid[method=centroid,ratio=2.0]",
+                        json!({"method": "centroid", "ratio": 2.0}),
+                    ),
+                    art(
+                        &nofid,
+                        "fid[method=random,ratio=0.5]",
+                        json!({"method": "random", "ratio": 0.5}),
+                    ),
+                ],
+            ),
+            (
+                "samples",
+                vec![art(
+                    &samples,
+                    "select[method=centroid,ratio=2.0]",
+                    json!({}),
+                )],
+            ),
+        ],
+    );
+    ran.result.as_ref().unwrap();
+    let md = std::fs::read_to_string(ran.out("report").join("table.md")).unwrap();
+    let lines: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| baseline") || l.starts_with("| selective"))
+        .collect();
+    assert!(lines[0].starts_with("| baseline | – | 0.800"), "{md}");
+    assert!(
+        lines[0].contains("| 0.855 |"),
+        "paper baseline accuracy alongside: {md}"
+    );
+    assert!(
+        lines[1].starts_with("| selective 200 % | 12.500 | 0.900"),
+        "{md}"
+    );
+    assert!(
+        lines[1].contains("0.919") && lines[1].contains("4.583"),
+        "{md}"
+    );
+    assert!(
+        lines[1].contains("evaluate[method=centroid,ratio=2.0] @ abababababab"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(ran.out("report").join("table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("full,centroid,2,selective 200 %,12.500"),
+        "{csv}"
+    );
+    let grid = image::open(
+        ran.out("report")
+            .join("grid-select_method_centroid_ratio_2.0_.png"),
+    )
+    .unwrap();
+    assert_eq!((grid.width(), grid.height()), (2 + 8 * 10, 2 + 2 * 10));
+}
+
+#[test]
+fn a_result_of_the_wrong_kind_is_named() {
+    let tmp = temp_dir("report");
+    let dir = tmp.path();
+    let fid = dir.join("fid.json");
+    write(&fid, &FidResult::not_computed("x")).unwrap();
+    let ran = run_stage(
+        &ReportTable,
+        dir,
+        "r",
+        json!({}),
+        &[("results", vec![fid.clone()])],
+        dir,
+    );
+    let err = ran.result.unwrap_err().to_string();
+    assert!(
+        err.contains("fid.json") && err.contains("histodiff/evaluation"),
+        "{err}"
+    );
+}
