@@ -57,7 +57,7 @@ fn time(iters: usize, mut f: impl FnMut()) -> f64 {
 fn vit_train_step(config: VitConfig, batch: i64, iters: usize) -> f64 {
     let vs = nn::VarStore::new(Device::Cpu);
     let size = config.image_size;
-    let model = VisionTransformer::new(&vs.root(), config);
+    let model = VisionTransformer::new(&vs.root(), config).expect("preset configs are valid");
     let mut opt = Adam::new(&vs, AdamConfig::adamw(1e-4, 0.05));
     let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(9, [batch], (Kind::Int64, Device::Cpu));
@@ -94,7 +94,7 @@ fn inception_pool3(batch: i64, iters: usize) -> f64 {
     let model = FidInceptionV3::new(&vs.root(), InceptionConfig::default());
     let x = Tensor::rand([batch, 3, 64, 64], (Kind::Float, Device::Cpu));
     time(iters, || {
-        let _ = model.pool3(&x);
+        let _ = model.pool3(&x).expect("input is (B, 3, 64, 64)");
     })
 }
 

@@ -46,12 +46,34 @@ fn pool3_matches_pytorch_fid() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = FidInceptionV3::new(&vs.root(), InceptionConfig::default());
     load_tensors_strict(&mut vs, "fid_inception.safetensors", state).unwrap();
-    let features = model.pool3(&x);
+    let features = model.pool3(&x).unwrap();
     assert_eq!(features.size(), vec![2, FID_FEATURES]);
     let err = (&features - &expected).abs().max().double_value(&[]);
     let scale = expected.abs().max().double_value(&[]);
     eprintln!("FID Inception pool3 vs pytorch-fid: max abs err {err:.3e} (features up to {scale:.2}; tol 1e-4)");
     assert!(err <= 1e-4, "pool3 max abs error {err} > 1e-4");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = FidInceptionV3::new(&vs.root(), InceptionConfig::default());
+    assert!(model
+        .pool3(&Tensor::zeros([2, 1, 64, 64], tch::kind::FLOAT_CPU))
+        .is_err());
+    assert!(model
+        .pool3(&Tensor::zeros([3, 64, 64], tch::kind::FLOAT_CPU))
+        .is_err());
+    let raw = FidInceptionV3::new(
+        &(&vs.root() / "raw"),
+        InceptionConfig {
+            resize_input: false,
+            normalize_input: true,
+        },
+    );
+    assert!(raw
+        .pool3(&Tensor::zeros([1, 3, 64, 64], tch::kind::FLOAT_CPU))
+        .is_err());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! of a tiny VisionTransformer and of vit_small_patch16_224 on the same random weights, one
 //! AdamW step against torch.optim.AdamW, and the paper-scale key sets and shapes.
 
-use histodiff_stages::models::vit::{VisionTransformer, VitConfig};
+use histodiff_stages::models::vit::{l2_normalize, VisionTransformer, VitConfig};
 use histodiff_stages::train::optim::{Adam, AdamConfig};
 use histodiff_stages::weights::{load_tensors_strict, read_tensors};
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ fn build(
 ) -> (nn::VarStore, VisionTransformer, BTreeMap<String, Tensor>) {
     let (state, io) = split(file);
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let model = VisionTransformer::new(&vs.root(), config);
+    let model = VisionTransformer::new(&vs.root(), config).unwrap();
     load_tensors_strict(&mut vs, file, state).unwrap();
     (vs, model, io)
 }
@@ -63,6 +63,12 @@ fn check_outputs(model: &VisionTransformer, io: &BTreeMap<String, Tensor>, tol: 
     let _guard = tch::no_grad_guard();
     let logits = model.forward_t(&io["io.x"], false);
     let features = model.features_t(&io["io.x"], false);
+    let e_norm = max_abs(&l2_normalize(&features), &io["io.features_normalised"]);
+    eprintln!("{what}: L2-normalised selection features max abs err {e_norm:.3e} (tol 1e-6)");
+    assert!(
+        e_norm <= 1e-6,
+        "{what} normalised features: max abs error {e_norm}"
+    );
     let (e_logits, e_features) = (
         max_abs(&logits, &io["io.logits"]),
         max_abs(&features, &io["io.features"]),
@@ -139,7 +145,7 @@ fn one_adamw_step_matches_torch() {
 
 fn key_shapes(config: VitConfig) -> BTreeMap<String, Vec<i64>> {
     let vs = nn::VarStore::new(Device::Cpu);
-    let _model = VisionTransformer::new(&vs.root(), config);
+    let _model = VisionTransformer::new(&vs.root(), config).unwrap();
     vs.variables()
         .into_iter()
         .map(|(k, t)| (k, t.size()))
@@ -178,7 +184,7 @@ fn drop_path_is_off_in_eval_and_random_in_train() {
     };
     config.validate().unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = VisionTransformer::new(&vs.root(), config);
+    let model = VisionTransformer::new(&vs.root(), config).unwrap();
     let x = Tensor::randn([8, 3, 32, 32], tch::kind::FLOAT_CPU);
     let _guard = tch::no_grad_guard();
     let (a, b) = (model.forward_t(&x, false), model.forward_t(&x, false));
@@ -192,7 +198,23 @@ fn drop_path_is_off_in_eval_and_random_in_train() {
 }
 
 #[test]
-fn invalid_configs_are_rejected() {
+fn invalid_configs_and_inputs_are_rejected() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = VisionTransformer::new(&vs.root(), VitConfig::tiny(9)).unwrap();
+    assert!(model
+        .check_input(&Tensor::zeros([2, 3, 32, 32], tch::kind::FLOAT_CPU))
+        .is_ok());
+    assert!(model
+        .check_input(&Tensor::zeros([2, 3, 64, 64], tch::kind::FLOAT_CPU))
+        .is_err());
+    assert!(model
+        .check_input(&Tensor::zeros([3, 32, 32], tch::kind::FLOAT_CPU))
+        .is_err());
+    let bad = VitConfig {
+        num_heads: 5,
+        ..VitConfig::tiny(9)
+    };
+    assert!(VisionTransformer::new(&(&vs.root() / "bad"), bad).is_err());
     let _rng = rng_lock();
     assert!(VitConfig {
         patch_size: 7,
@@ -238,7 +260,8 @@ mod resume {
                 drop_path_rate: 0.2,
                 ..VitConfig::tiny(9)
             },
-        );
+        )
+        .unwrap();
         let opt = Adam::new(&vs, AdamConfig::adamw(1e-3, 0.05));
         let ema = Ema::new(&vs, 0.999, true);
         Run {

@@ -17,6 +17,12 @@ pub const FID_INPUT_SIZE: i64 = 299;
 /// Width of the pool3 features.
 pub const FID_FEATURES: i64 = 2048;
 
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InceptionError {
+    #[error("FID Inception input must be (B, 3, H, W) with H, W ≥ {min}, got {found:?}")]
+    Input { min: i64, found: Vec<i64> },
+}
+
 /// Input handling, pytorch-fid's constructor flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InceptionConfig {
@@ -83,7 +89,14 @@ impl FidInceptionV3 {
     }
 
     /// Pool3 features (B, 2048) of images (B, 3, H, W) in [0, 1] (with the default config).
-    pub fn pool3(&self, images: &Tensor) -> Tensor {
+    /// Without resizing, inputs must be at least 75² (the smallest size the strided stem and
+    /// the grid reductions accept).
+    pub fn pool3(&self, images: &Tensor) -> Result<Tensor, InceptionError> {
+        let size = images.size();
+        let min = if self.config.resize_input { 1 } else { 75 };
+        if size.len() != 4 || size[0] == 0 || size[1] != 3 || size[2] < min || size[3] < min {
+            return Err(InceptionError::Input { min, found: size });
+        }
         let _no_grad = tch::no_grad_guard();
         let mut xs = images.shallow_clone();
         if self.config.resize_input {
@@ -115,7 +128,7 @@ impl FidInceptionV3 {
             .mixed_7
             .iter()
             .fold(xs, |acc, block| block.forward(&acc));
-        xs.adaptive_avg_pool2d([1, 1]).flatten(1, 3)
+        Ok(xs.adaptive_avg_pool2d([1, 1]).flatten(1, 3))
     }
 }
 

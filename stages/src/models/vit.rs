@@ -5,6 +5,19 @@
 use super::vit_block::{linear_init, Block, BlockConfig};
 use tch::{nn, nn::ModuleT, Tensor};
 
+/// Invalid configurations and inputs, reported instead of libtorch's shape panics.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VitError {
+    #[error("invalid ViT config: {0}")]
+    Config(String),
+    #[error("ViT input must be (B, {channels}, {size}, {size}), got {found:?}")]
+    Input {
+        channels: i64,
+        size: i64,
+        found: Vec<i64>,
+    },
+}
+
 /// ViT hyper-parameters; `Default` is the paper's ViT-B/16 with the 9 NCT-CRC classes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VitConfig {
@@ -81,7 +94,11 @@ impl VitConfig {
     }
 
     /// Checks the divisibility constraints a config file could break.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), VitError> {
+        self.check().map_err(VitError::Config)
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
             return Err(format!(
                 "image_size {} is not a multiple of patch_size {}",
@@ -117,9 +134,9 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    /// Creates the variables under `vs` with timm's names; `config` must be valid
-    /// ([`VitConfig::validate`]).
-    pub fn new(vs: &nn::Path, config: VitConfig) -> Self {
+    /// Creates the variables under `vs` with timm's names.
+    pub fn new(vs: &nn::Path, config: VitConfig) -> Result<Self, VitError> {
+        config.validate()?;
         let d = config.embed_dim;
         let cls_token = vs.var(
             "cls_token",
@@ -158,7 +175,7 @@ impl VisionTransformer {
         };
         let norm = nn::layer_norm(vs / "norm", vec![d], ln);
         let head = nn::linear(vs / "head", d, config.num_classes, linear_init());
-        Self {
+        Ok(Self {
             cls_token,
             pos_embed,
             patch_embed,
@@ -166,11 +183,31 @@ impl VisionTransformer {
             norm,
             head,
             config,
-        }
+        })
     }
 
     pub fn config(&self) -> &VitConfig {
         &self.config
+    }
+
+    /// Checks that `images` is (B, C, H, W) at the configured size (call at stage boundaries:
+    /// the forward passes assume it).
+    pub fn check_input(&self, images: &Tensor) -> Result<(), VitError> {
+        let c = &self.config;
+        let size = images.size();
+        if size.len() != 4
+            || size[0] == 0
+            || size[1] != c.in_channels
+            || size[2] != c.image_size
+            || size[3] != c.image_size
+        {
+            return Err(VitError::Input {
+                channels: c.in_channels,
+                size: c.image_size,
+                found: size,
+            });
+        }
+        Ok(())
     }
 
     /// Every token after the final LayerNorm, (B, 1 + patches, D) — timm's `forward_features`.
@@ -195,6 +232,12 @@ impl VisionTransformer {
     pub fn features_t(&self, images: &Tensor, train: bool) -> Tensor {
         self.tokens_t(images, train).select(1, 0)
     }
+}
+
+/// The selection feature of SPEC §7.2: features / (‖features‖₂ + 1e-10), row-wise.
+pub fn l2_normalize(features: &Tensor) -> Tensor {
+    let norm = features.norm_scalaropt_dim(2.0, [-1i64].as_slice(), true);
+    features / (norm + 1e-10)
 }
 
 impl ModuleT for VisionTransformer {
