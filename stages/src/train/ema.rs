@@ -1,13 +1,23 @@
 //! Exponential moving average of the trainable weights, as LDM's `LitEma` (SPEC §4.2):
 //! after every training batch n ← n + 1, d = min(decay, (1 + n)/(10 + n)) and
 //! shadow ← shadow − (1 − d)(shadow − θ). The shadow is keyed by the parameter's own name
-//! (LitEma strips dots for buffer names; we keep names and write `ema.<param>` in checkpoints).
+//! (LitEma strips dots for buffer names; we keep names and write `ema.<param>` in checkpoints,
+//! and read LitEma's layout with [`Ema::load_litema`]).
 
 use std::collections::BTreeMap;
 use tch::{nn::VarStore, Tensor};
 
+/// LitEma's buffer name for a parameter: the name without dots
+/// (`model.diffusion_model.out.0.weight` → `modeldiffusion_modelout0weight`), as stored
+/// under `model_ema.` in LDM checkpoints.
+pub fn litema_name(param: &str) -> String {
+    param.replace('.', "")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmaError {
+    #[error("parameters `{0}` and `{1}` have the same LitEma name `{2}`")]
+    LitEmaCollision(String, String, String),
     #[error("EMA shadow and model differ: missing [{missing}], unexpected [{unexpected}]")]
     Keys { missing: String, unexpected: String },
     #[error("EMA shadow `{key}` has shape {found:?}, the model has {expected:?}")]
@@ -155,10 +165,74 @@ impl Ema {
     }
 }
 
+impl Ema {
+    /// Loads a LitEma state (`<prefix><name without dots>` for each parameter, plus
+    /// `<prefix>num_updates` when present, e.g. prefix `model_ema.` of an LDM checkpoint);
+    /// `our_name` maps our parameter names to the checkpoint's (before dots are dropped).
+    pub fn load_litema(
+        &mut self,
+        prefix: &str,
+        tensors: &BTreeMap<String, Tensor>,
+        our_name: impl Fn(&str) -> String,
+    ) -> Result<(), EmaError> {
+        let mut mapped: BTreeMap<String, Tensor> = BTreeMap::new();
+        let mut owner: BTreeMap<String, String> = BTreeMap::new();
+        for name in self.shadow.keys() {
+            let key = format!("{prefix}{}", litema_name(&our_name(name)));
+            if let Some(other) = owner.insert(key.clone(), name.clone()) {
+                return Err(EmaError::LitEmaCollision(other, name.clone(), key));
+            }
+            if let Some(t) = tensors.get(&key) {
+                mapped.insert(format!("ema.{name}"), t.shallow_clone());
+            }
+        }
+        let count = tensors
+            .get(&format!("{prefix}num_updates"))
+            .map_or(0, |t| t.int64_value(&[]));
+        mapped.insert("ema.num_updates".into(), Tensor::from(count));
+        self.load_state_tensors("ema.", &mapped)
+    }
+}
+
 /// Trainable variables by name (LitEma shadows only parameters that require grad).
 fn trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
     vs.variables()
         .into_iter()
         .filter(|(_, t)| t.requires_grad())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn;
+
+    #[test]
+    fn litema_layout_loads_by_dotless_name() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _w = vs
+            .root()
+            .sub("out")
+            .sub(0)
+            .var("weight", &[2], nn::Init::Const(0.0));
+        let mut ema = Ema::new(&vs, 0.9999, true);
+        let tensors = BTreeMap::from([
+            (
+                "model_ema.diffusion_modelout0weight".to_string(),
+                Tensor::from_slice(&[1.0f32, 2.0]),
+            ),
+            ("model_ema.num_updates".to_string(), Tensor::from(42i64)),
+        ]);
+        ema.load_litema("model_ema.", &tensors, |n| format!("diffusion_model.{n}"))
+            .unwrap();
+        assert_eq!(ema.num_updates(), 42);
+        assert_eq!(
+            Vec::<f32>::try_from(ema.get("out.0.weight").unwrap()).unwrap(),
+            vec![1.0, 2.0]
+        );
+        // A missing shadow is an error, not a silently kept initial value.
+        assert!(ema
+            .load_litema("other.", &tensors, |n| n.to_string())
+            .is_err());
+    }
 }
