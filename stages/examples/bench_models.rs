@@ -12,6 +12,9 @@ use histodiff_stages::train::optim::{Adam, AdamConfig};
 use std::time::Instant;
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 
+/// A benchmark: runs `iters` timed repetitions and returns the median seconds.
+type Workload = Box<dyn Fn(usize) -> f64>;
+
 struct Args {
     threads: i32,
     iters: usize,
@@ -108,7 +111,7 @@ fn main() {
     };
     tch::set_num_threads(args.threads);
     tch::manual_seed(0);
-    let benches: Vec<(&str, Box<dyn Fn(usize) -> f64>)> = vec![
+    let benches: Vec<(&str, Workload)> = vec![
         (
             "vit_tiny_train_step_b8",
             Box::new(|n| vit_train_step(VitConfig::tiny(9), 8, n)),

@@ -71,7 +71,7 @@ fn set_grads(params: &[(String, Tensor)], f: &BTreeMap<String, Tensor>, step: us
             (p * 0.0).sum(Kind::Float).backward();
             grad = p.grad();
         }
-        let _ = grad.copy_(&f[&format!("grad.{step}.{name}")]);
+        grad.copy_(&f[&format!("grad.{step}.{name}")]);
     }
 }
 
