@@ -52,6 +52,15 @@ fn pool3_matches_pytorch_fid() {
     let scale = expected.abs().max().double_value(&[]);
     eprintln!("FID Inception pool3 vs pytorch-fid: max abs err {err:.3e} (features up to {scale:.2}; tol 1e-4)");
     assert!(err <= 1e-4, "pool3 max abs error {err} > 1e-4");
+    // Streaming statistics over two one-image batches equal those of the pool3 matrix.
+    let stats = model.feature_stats(x.split(1, 0)).unwrap();
+    let direct = histodiff_stages::metrics::fid::FeatureStats::from_features(&features).unwrap();
+    let e_mu = (&stats.mu - &direct.mu).abs().max().double_value(&[]);
+    let e_sigma = (&stats.sigma - &direct.sigma).abs().max().double_value(&[]);
+    assert!(
+        e_mu <= 1e-9 && e_sigma <= 1e-9,
+        "feature_stats differs: mu {e_mu}, sigma {e_sigma}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use super::inception_blocks::{
     BasicConv2d, EPool, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE,
 };
+use crate::metrics::fid::{FeatureStats, FidError, StatsAccumulator};
 use crate::weights::{self, WeightsError};
 use std::path::Path;
 use tch::{nn, Tensor};
@@ -19,6 +20,8 @@ pub const FID_FEATURES: i64 = 2048;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InceptionError {
+    #[error("FID statistics: {0}")]
+    Stats(#[from] FidError),
     #[error("FID Inception input must be (B, 3, H, W) with H, W ≥ {min}, got {found:?}")]
     Input { min: i64, found: Vec<i64> },
 }
@@ -129,6 +132,21 @@ impl FidInceptionV3 {
             .iter()
             .fold(xs, |acc, block| block.forward(&acc));
         Ok(xs.adaptive_avg_pool2d([1, 1]).flatten(1, 3))
+    }
+}
+
+impl FidInceptionV3 {
+    /// Mean and covariance of the pool3 features of every image batch (B, 3, H, W) in
+    /// [0, 1], accumulated batch by batch (pytorch-fid's `calculate_activation_statistics`).
+    pub fn feature_stats(
+        &self,
+        batches: impl IntoIterator<Item = Tensor>,
+    ) -> Result<FeatureStats, InceptionError> {
+        let mut acc = StatsAccumulator::default();
+        for batch in batches {
+            acc.add(&self.pool3(&batch)?)?;
+        }
+        Ok(acc.finish()?)
     }
 }
 
