@@ -5,6 +5,8 @@ pub mod data;
 pub mod diffusion;
 pub mod kinds;
 pub mod losses;
+pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod train;
 pub mod weights;
