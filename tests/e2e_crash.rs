@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -36,7 +39,9 @@ stages:
     let pipeline = pipeline.to_str().unwrap();
     let mut child = p.command(&["run", pipeline]).spawn().unwrap();
     // With one job at a time, slow-2 starts only after slow-1 was recorded.
-    wait_until("slow-2 to start", || p.executions().iter().any(|l| l == "slow-2"));
+    wait_until("slow-2 to start", || {
+        p.executions().iter().any(|l| l == "slow-2")
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = p.executions();
@@ -48,14 +53,32 @@ stages:
     for n in 2..=4 {
         let name = format!("slow-{n}");
         let expected_max = count(&before, &name) + 1;
-        assert!((1..=expected_max).contains(&count(&log, &name)), "{name} in {log:?}");
+        assert!(
+            (1..=expected_max).contains(&count(&log, &name)),
+            "{name} in {log:?}"
+        );
     }
     p.run(&["run", pipeline]).expect_code(0);
-    assert_eq!(p.executions().len(), log.len(), "a third run executes nothing");
+    assert_eq!(
+        p.executions().len(),
+        log.len(),
+        "a third run executes nothing"
+    );
 }
 
+/// A `command` job runs its program as its own process: that process is the worker.
 #[test]
-fn kill_9_of_a_worker_fails_its_stage_only() {
+fn kill_9_of_a_command_fails_its_stage_only() {
+    kill_9_fails_its_stage_only("$$", true);
+}
+
+/// Through a `histodiff worker` process (as every libtorch kind runs).
+#[test]
+fn kill_9_of_a_worker_process_fails_its_stage_only() {
+    kill_9_fails_its_stage_only("$PPID", false);
+}
+
+fn kill_9_fails_its_stage_only(victim_pid: &str, inline: bool) {
     let p = Project::new();
     let pid_file = p.path().join("victim.pid");
     let yaml = r#"
@@ -64,7 +87,7 @@ settings: { jobs: 2 }
 stages:
   victim:
     uses: command
-    run: "echo victim >> LOG; echo $PPID > PIDFILE; sleep 30; echo x > ${outs.o}"
+    run: "echo victim >> LOG; echo VICTIM > PIDFILE; sleep 30; echo x > ${outs.o}"
     outs: { o: o.txt }
   other:
     uses: command
@@ -76,19 +99,41 @@ stages:
     run: "echo after_other >> LOG; cp ${inputs.i} ${outs.o}"
     outs: { o: o.txt }
 "#;
-    let pipeline = p.pipeline(&yaml.replace("PIDFILE", &pid_file.display().to_string()));
-    let child = p.command(&["run", pipeline.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let yaml = yaml
+        .replace("PIDFILE", &pid_file.display().to_string())
+        .replace("VICTIM", victim_pid);
+    let pipeline = p.pipeline(&yaml);
+    let mut command = p.command(&["run", pipeline.to_str().unwrap()]);
+    command.env("HISTODIFF_INLINE_COMMANDS", if inline { "1" } else { "0" });
+    let child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_until("the victim's worker pid", || {
-        std::fs::read_to_string(&pid_file).map(|s| s.trim().parse::<i32>().is_ok()).unwrap_or(false)
+        std::fs::read_to_string(&pid_file)
+            .map(|s| s.trim().parse::<i32>().is_ok())
+            .unwrap_or(false)
     });
-    // `$PPID` of the command's shell is the `histodiff worker` process.
-    let worker: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let worker: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: kill(2) on a process this test started (indirectly).
     assert_eq!(unsafe { libc::kill(worker, libc::SIGKILL) }, 0);
     let out = common::Outcome::from(child.wait_with_output().unwrap()).expect_code(1);
-    assert!(out.stderr.contains("signal 9"), "{}", out.stderr);
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
     let log = p.executions();
-    assert_eq!(count(&log, "after_other"), 1, "independent branch finished: {log:?}");
+    assert_eq!(
+        count(&log, "after_other"),
+        1,
+        "independent branch finished: {log:?}"
+    );
     let status = p.run(&["status"]).expect_code(0).stdout;
-    assert!(status.lines().any(|l| l.contains("failed") && l.contains("victim")), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("failed") && l.contains("victim")),
+        "{status}"
+    );
 }
