@@ -137,3 +137,52 @@ stages:
         "{status}"
     );
 }
+
+#[test]
+fn ctrl_c_interrupts_records_and_releases_then_the_next_run_finishes() {
+    let p = Project::new();
+    let marker = p.path().join("slept");
+    let yaml = r#"
+version: 1
+stages:
+  sleeper:
+    uses: command
+    run: "echo sleeper >> LOG; if [ -f MARKER ]; then echo ok > ${outs.o}; else touch MARKER; sleep 30; echo late > ${outs.o}; fi"
+    outs: { o: o.txt }
+  after:
+    uses: command
+    inputs: { i: sleeper }
+    run: "echo after >> LOG; cp ${inputs.i} ${outs.o}"
+    outs: { o: o.txt }
+"#;
+    let pipeline = p.pipeline(&yaml.replace("MARKER", &marker.display().to_string()));
+    let pipeline = pipeline.to_str().unwrap();
+    let child = p
+        .command(&["run", pipeline])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the sleeper to start", || marker.exists());
+    let started = Instant::now();
+    // SAFETY: kill(2) on the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = common::Outcome::from(child.wait_with_output().unwrap()).expect_code(130);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "Ctrl-C does not wait for the sleep"
+    );
+    assert_eq!(count(&p.executions(), "after"), 0, "{}", out.stderr);
+    let status = p.run(&["status"]).expect_code(0).stdout;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("interrupted") && l.contains("sleeper")),
+        "{status}"
+    );
+    assert!(
+        !status.contains("reservations:"),
+        "reservations released: {status}"
+    );
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(count(&p.executions(), "after"), 1);
+}
