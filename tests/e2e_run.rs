@@ -161,3 +161,33 @@ stages:
     let why = p.run(&["why", "flaky"]).expect_code(0).stdout;
     assert!(why.contains("attempt 2"), "{why}");
 }
+
+#[test]
+fn deps_are_hashed_by_content_and_linked_into_the_run_directory() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("scripts")).unwrap();
+    std::fs::write(p.path().join("scripts/gen.sh"), "echo one\n").unwrap();
+    let yaml = r#"
+version: 1
+stages:
+  gen:
+    uses: command
+    run: "echo gen >> LOG; sh scripts/gen.sh > ${outs.o}"
+    deps: [scripts/gen.sh]
+    outs: { o: o.txt }
+"#;
+    let pipeline = p.pipeline(yaml);
+    let pipeline = pipeline.to_str().unwrap();
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(p.run(&["cat", "gen"]).expect_code(0).stdout, "one\n");
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(count(&p.executions(), "gen"), 1, "unchanged dep: cached");
+    std::fs::write(p.path().join("scripts/gen.sh"), "echo two\n").unwrap();
+    let plan = p.run(&["plan", pipeline]).expect_code(0).stdout;
+    assert!(
+        plan.contains("changed externals.deps:scripts/gen.sh"),
+        "{plan}"
+    );
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(p.run(&["cat", "gen"]).expect_code(0).stdout, "two\n");
+}

@@ -3,9 +3,9 @@
 //!
 //! The command runs with `sh -c` in `work_dir/run/`. `${inputs.slot}` expands to the
 //! materialised input path (a gathered slot to its paths, space-separated, in instance
-//! order) and `${outs.name}` to the path the command must write. Relative `deps` are linked
-//! into the run directory at their relative path, so `python scripts/extra.py` works as it
-//! would next to the pipeline file. Its stdout and stderr go to `work_dir/command.log`,
+//! order) and `${outs.name}` to the path the command must write. `deps` inside the
+//! pipeline directory are linked into the run directory at their relative path, so
+//! `python scripts/extra.py` works as it would next to the pipeline file. Its stdout and stderr go to `work_dir/command.log`,
 //! whose tail is shown when it fails. After a zero exit each declared out is moved to
 //! `work_dir/out/<name>` for the worker to ingest; a missing out is an error.
 
@@ -93,7 +93,13 @@ fn is_plain_relative(p: &Path) -> bool {
 
 /// Links each relative dep into the run directory at the same relative path.
 fn link_deps(spec: &CommandSpec, base_dir: &Path, run_dir: &Path) -> Result<(), StageError> {
-    for dep in spec.deps.iter().filter(|d| is_plain_relative(d)) {
+    // Deps arrive absolute; those inside the pipeline directory are linked at the path
+    // they were written with.
+    let written = spec
+        .deps
+        .iter()
+        .map(|d| d.strip_prefix(base_dir).unwrap_or(d));
+    for dep in written.filter(|d| is_plain_relative(d)) {
         let link = run_dir.join(dep);
         if link.exists() {
             continue;

@@ -75,8 +75,10 @@ fn instance_externals(
         map.insert(name.clone(), externals.get(path)?.clone());
     }
     for dep in inst.command.iter().flat_map(|c| c.deps.iter()) {
+        // Keyed as written (relative to the pipeline), so moving the project keeps keys.
+        let written = dep.strip_prefix(&plan.base_dir).unwrap_or(dep);
         map.insert(
-            dep_key(dep),
+            dep_key(written),
             externals.get(&plan.base_dir.join(dep))?.clone(),
         );
     }
