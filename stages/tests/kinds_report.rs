@@ -179,3 +179,58 @@ fn a_result_of_the_wrong_kind_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn evaluate_turns_predictions_into_global_metrics() {
+    use histodiff_stages::kinds::evaluate::Evaluate;
+    use histodiff_stages::report::results::{read, Predictions};
+    let tmp = temp_dir("evaluate");
+    let dir = tmp.path();
+    let p = Predictions {
+        format: "histodiff/predictions".into(),
+        classes: vec!["A".into(), "B".into(), "C".into()],
+        truth: vec![0, 0, 0, 1, 1, 2],
+        predicted: vec![0, 0, 1, 1, 1, 0],
+        sources: vec![],
+        train_real: Some(30),
+        train_synthetic: Some(60),
+    };
+    let path = dir.join("predictions.json");
+    write(&path, &p).unwrap();
+    let ran = run_stage(
+        &Evaluate,
+        dir,
+        "eval",
+        json!({}),
+        &[("predictions", vec![path.clone()])],
+        dir,
+    );
+    ran.result.as_ref().unwrap();
+    let e: Evaluation = read(&ran.out("evaluation"), "histodiff/evaluation").unwrap();
+    assert_eq!(
+        e.confusion,
+        vec![vec![2, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
+    );
+    assert!((e.accuracy - 4.0 / 6.0).abs() < 1e-12);
+    assert_eq!((e.train_real, e.train_synthetic), (Some(30), Some(60)));
+    assert!(ran.events.iter().any(|ev| matches!(ev, histodiff_engine::protocol::Event::Metric { name, .. } if name == "accuracy")));
+
+    let bad = Predictions {
+        predicted: vec![0, 0, 1, 1, 1, 7],
+        ..p
+    };
+    write(&path, &bad).unwrap();
+    let ran = run_stage(
+        &Evaluate,
+        dir,
+        "bad",
+        json!({}),
+        &[("predictions", vec![path])],
+        dir,
+    );
+    let err = ran.result.unwrap_err().to_string();
+    assert!(
+        err.contains("predictions.json") && err.contains("test image 5"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Every stage kind this crate implements, for the worker and the CLI's registry.
 
 pub mod demo;
+pub mod evaluate;
 pub mod image_folder;
 pub mod images;
 pub mod ingest;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(npy::Npy),
         Box::new(subset::Subset),
         Box::new(report_table::ReportTable),
+        Box::new(evaluate::Evaluate),
     ]
 }
 
