@@ -5,12 +5,13 @@ set -euo pipefail
 HISTODIFF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HISTODIFF_VENV:-$HISTODIFF_ROOT/.venv}"
 # Bump when the pinned set changes so every checkout reinstalls once.
-REQ_STAMP="torch2.13.0-tv0.28-peers-v1"
+REQ_STAMP="torch2.13.0-tv0.28-peers-v2"
 
 # torch is pinned with torchvision: without the pin, timm pulls torchvision 0.29 → torch 2.14
 # and tch 0.26 (built for libtorch 2.13.0) no longer links.
 PINS=(torch==2.13.0 'torchvision==0.28.*')
-PEERS=(numpy safetensors scipy scikit-learn timm diffusers pytorch-fid)
+# snakemake and dvc: the peers of benches/engine_vs_peers.py.
+PEERS=(numpy safetensors scipy scikit-learn timm diffusers pytorch-fid snakemake dvc)
 
 histodiff_venv() {
   if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$REQ_STAMP" ]; then

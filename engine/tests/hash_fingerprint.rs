@@ -119,7 +119,7 @@ fn diff_names_the_changed_fields() {
 }
 
 #[test]
-fn absent_slot_differs_from_empty_list() {
+fn absent_slot_differs_from_empty_list_in_diff() {
     let inst = instance(json!({"seed": 0}));
     let absent = Fingerprint::of(&inst, BTreeMap::new(), BTreeMap::new(), "");
     let empty = BTreeMap::from([("extra".to_string(), SlotHashes::Many(vec![]))]);
@@ -157,6 +157,21 @@ proptest! {
         let mut reversed = pairs.clone();
         reversed.reverse();
         prop_assert_eq!(with_params(&pairs).key(), with_params(&reversed).key());
+    }
+
+    #[test]
+    fn absent_slot_differs_from_empty_list(slot in "[a-z]{1,8}", others in prop::collection::vec(0u8..6, 0..4)) {
+        let base: BTreeMap<String, SlotHashes> = others
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("other{i}"), SlotHashes::One(h(char::from(b'a' + c)))))
+            .collect();
+        let mut with_empty = base.clone();
+        with_empty.insert(slot, SlotHashes::Many(vec![]));
+        let inst = instance(json!({"seed": 0}));
+        let absent = Fingerprint::of(&inst, base, BTreeMap::new(), "");
+        let empty = Fingerprint::of(&inst, with_empty, BTreeMap::new(), "");
+        prop_assert_ne!(absent.key(), empty.key());
     }
 
     #[test]

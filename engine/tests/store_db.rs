@@ -363,3 +363,49 @@ async fn checkpoints_and_status() {
     assert_eq!(status.in_flight.len(), 1);
     assert_eq!(status.active_runs.len(), 2);
 }
+
+#[tokio::test]
+async fn a_hit_whose_object_vanished_is_not_a_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let (_, outs) = chain(&store, dir.path()).await;
+    assert!(store.cached(&key("fewshot")).await.unwrap().is_some());
+    std::fs::remove_file(store.objects().path_of(&outs[0].hash).unwrap()).unwrap();
+    assert!(store.cached(&key("fewshot")).await.unwrap().is_none());
+    assert!(store
+        .cached(&key("select[ratio=1]"))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_two_handles_never_see_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = std::sync::Arc::new(open(dir.path()).await);
+    let b = std::sync::Arc::new(open(dir.path()).await);
+    let run_id = run(&a).await;
+    let out = output(&a, dir.path(), b"shared");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let out = out.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = store
+                .start_execution(&new_exec(run_id, &format!("m[i={i}]")))
+                .await?;
+            store.record_metric(id, "loss", Some(1), 1.0).await?;
+            store
+                .finish_execution(id, &success(&[("out", &out)], vec![]))
+                .await?;
+            store
+                .reserve(&key(&format!("r{}", i % 5)), &Holder::this_process(None))
+                .await?;
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(a.status().await.unwrap().cached_keys, 40);
+}

@@ -3,5 +3,7 @@
 pub mod artifact;
 pub mod data;
 pub mod kinds;
+pub mod losses;
+pub mod models;
 pub mod report;
 pub mod weights;

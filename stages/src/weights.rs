@@ -2,7 +2,7 @@
 //! the file's dtype. Here every missing and unexpected key is reported, shapes are
 //! checked, and values are copied into the store's own dtype on purpose.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
 
@@ -33,9 +33,35 @@ pub fn load_strict(vs: &mut VarStore, path: &Path, ignore: impl Fn(&str) -> bool
     load_tensors_strict(vs, &file, tensors)
 }
 
+/// Loads the tensors of `path` whose keys start with `file_prefix` into the variables of
+/// `vs` whose names start with `store_prefix` (prefixes swapped), strictly on that subset:
+/// every such variable must be in the file and every such key in the store. Other keys and
+/// variables are left alone. E.g. an AE checkpoint's `loss.` keys into a loss store built at
+/// the root (`"loss."`, `""`), or a user's LPIPS file into `perceptual_loss.` (`""`,
+/// `"perceptual_loss."`).
+pub fn load_strict_prefixed(
+    vs: &mut VarStore,
+    path: &Path,
+    file_prefix: &str,
+    store_prefix: &str,
+) -> Result<(), WeightsError> {
+    let file = path.display().to_string();
+    let tensors: Vec<(String, Tensor)> = read_tensors(path)?
+        .into_iter()
+        .filter_map(|(k, t)| k.strip_prefix(file_prefix).map(|rest| (format!("{store_prefix}{rest}"), t)))
+        .collect();
+    let vars: HashMap<String, Tensor> =
+        vs.variables().into_iter().filter(|(k, _)| k.starts_with(store_prefix)).collect();
+    copy_strict(&vars, &file, tensors)
+}
+
 /// Same as [`load_strict`] from tensors already in memory; `origin` names them in errors.
 pub fn load_tensors_strict(vs: &mut VarStore, origin: &str, tensors: Vec<(String, Tensor)>) -> Result<(), WeightsError> {
-    let vars = vs.variables();
+    copy_strict(&vs.variables(), origin, tensors)
+}
+
+/// Copies `tensors` into `vars`, requiring the same key set and shapes.
+fn copy_strict(vars: &HashMap<String, Tensor>, origin: &str, tensors: Vec<(String, Tensor)>) -> Result<(), WeightsError> {
     let file_keys: BTreeSet<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
     let model_keys: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
     let missing: Vec<&str> = model_keys.difference(&file_keys).copied().collect();

@@ -155,6 +155,10 @@ struct JobWatch {
     tail: LineTail,
     exit_file: PathBuf,
     started: bool,
+    /// Where the job runs (from the last answer that named a node).
+    node: String,
+    /// Consecutive polls Slurm did not know the job.
+    unknown: u32,
     /// Strongest cancellation sent so far.
     sent: Cancel,
     /// The job was cancelled before it ever ran.
@@ -170,6 +174,8 @@ impl JobWatch {
             tail: LineTail::new(s.work_dir.join(format!("slurm-{id}.out"))),
             exit_file: s.work_dir.join(script::exit_file_name(id)),
             started: false,
+            node: String::new(),
+            unknown: 0,
             sent: Cancel::Keep,
             cancelled_waiting: false,
         }
@@ -183,51 +189,30 @@ impl JobWatch {
     ) -> Result<JobEnd, ExecutorError> {
         let mut next_poll = Instant::now();
         let mut ended_at: Option<(Instant, Ended)> = None;
-        let mut unknown = 0;
         loop {
-            for line in self.tail.read_lines() {
+            let lines = self.tail.read_lines();
+            let status = read_exit_file(&self.exit_file);
+            let has_run = !lines.is_empty() || status.is_some();
+            if ended_at.is_none() && (Instant::now() >= next_poll || (has_run && !self.started)) {
+                // Output before `Started` would be recorded against no worker: learn the
+                // node first.
+                next_poll = Instant::now() + options.poll;
+                if let Some(ended) = self.poll(events).await? {
+                    ended_at = Some((Instant::now(), ended));
+                }
+            }
+            if has_run || (ended_at.is_some() && !self.cancelled_waiting) {
+                self.mark_started(events);
+            }
+            for line in lines {
                 events(ExecutorEvent::Worker(parse_event(&line)));
             }
-            if let Some(code) = read_exit_file(&self.exit_file) {
+            if let Some(code) = status {
                 return Ok(self.end_from_status(code));
             }
             if let Some((at, ended)) = &ended_at {
                 if at.elapsed() >= EXIT_FILE_GRACE {
                     return Ok(self.end_from_slurm(ended));
-                }
-            } else if Instant::now() >= next_poll {
-                next_poll = Instant::now() + options.poll;
-                match query::state(&self.id)
-                    .await
-                    .map_err(|e| self.lost(e.to_string()))?
-                {
-                    query::JobState::Waiting => unknown = 0,
-                    query::JobState::Running { node } => {
-                        unknown = 0;
-                        self.mark_started(events, node);
-                    }
-                    query::JobState::Ended {
-                        state,
-                        code,
-                        signal,
-                    } => {
-                        ended_at = Some((
-                            Instant::now(),
-                            Ended {
-                                state,
-                                code,
-                                signal,
-                            },
-                        ))
-                    }
-                    query::JobState::Unknown => {
-                        unknown += 1;
-                        if unknown >= UNKNOWN_LIMIT {
-                            return Err(self.lost(
-                                "Slurm no longer knows the job and it left no exit status".into(),
-                            ));
-                        }
-                    }
                 }
             }
             tokio::select! {
@@ -245,12 +230,52 @@ impl JobWatch {
         }
     }
 
-    fn mark_started(&mut self, events: &EventSink, node: String) {
+    /// Asks Slurm once; `Some` when the job has ended.
+    async fn poll(&mut self, events: &EventSink) -> Result<Option<Ended>, ExecutorError> {
+        let state = query::state(&self.id)
+            .await
+            .map_err(|e| self.lost(e.to_string()))?;
+        if !matches!(state, query::JobState::Unknown) {
+            self.unknown = 0;
+        }
+        match state {
+            query::JobState::Waiting => Ok(None),
+            query::JobState::Running { node } => {
+                self.node = node;
+                self.mark_started(events);
+                Ok(None)
+            }
+            query::JobState::Ended {
+                state,
+                code,
+                signal,
+                node,
+            } => {
+                self.node = node;
+                Ok(Some(Ended {
+                    state,
+                    code,
+                    signal,
+                }))
+            }
+            query::JobState::Unknown => {
+                self.unknown += 1;
+                if self.unknown >= UNKNOWN_LIMIT {
+                    return Err(self
+                        .lost("Slurm no longer knows the job and it left no exit status".into()));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reports the job id and node once, before any of the worker's events.
+    fn mark_started(&mut self, events: &EventSink) {
         if !self.started {
             self.started = true;
             events(ExecutorEvent::Started {
                 worker_id: self.id.clone(),
-                host: node,
+                host: self.node.clone(),
             });
         }
     }

@@ -33,6 +33,21 @@ pub struct GcReport {
 }
 
 impl ObjectStore {
+    /// The hashes (e.g. every artifact the database records) with no object on disk,
+    /// sorted: what `verify` reports besides corrupt objects.
+    pub fn missing<'a>(
+        &self,
+        hashes: impl IntoIterator<Item = &'a ArtifactHash>,
+    ) -> Vec<ArtifactHash> {
+        let mut gone: Vec<ArtifactHash> = hashes
+            .into_iter()
+            .filter(|h| !self.contains(h))
+            .cloned()
+            .collect();
+        gone.sort();
+        gone
+    }
+
     /// Re-hashes every object; returns each one whose content does not match its name,
     /// and each directory manifest whose member objects are missing.
     pub fn verify(&self) -> Result<VerifyReport, ObjectError> {
@@ -141,4 +156,3 @@ fn age(meta: &fs::Metadata) -> Duration {
         .duration_since(modified)
         .unwrap_or(Duration::ZERO)
 }
-

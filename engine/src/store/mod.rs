@@ -115,7 +115,8 @@ pub trait Store: Send + Sync {
     async fn finish_run(&self, run: RunId, status: RunStatus) -> StoreResult<()>;
 
     // --- cache ----------------------------------------------------------------------------
-    /// The successful execution of `key`, if any (failures are never cached).
+    /// The successful execution of `key`, if any (failures are never cached). A hit whose
+    /// output objects are missing from the object directory is not returned.
     async fn cached(&self, key: &StageKey) -> StoreResult<Option<CachedExecution>>;
     /// [`cached`](Self::cached) for many keys in a few queries: the hits, by key.
     async fn cached_many(

@@ -12,11 +12,12 @@ pub enum JobState {
     Waiting,
     /// Running on `node`.
     Running { node: String },
-    /// Ended: Slurm's state name and its `ExitCode` (`code:signal`).
+    /// Ended on `node`: Slurm's state name and its `ExitCode` (`code:signal`).
     Ended {
         state: String,
         code: i32,
         signal: i32,
+        node: String,
     },
     /// Slurm no longer knows the job.
     Unknown,
@@ -155,6 +156,7 @@ pub fn parse_scontrol(text: &str) -> Option<JobState> {
         state,
         code,
         signal,
+        node,
     }))
 }
 
@@ -173,11 +175,12 @@ pub fn parse_sacct(text: &str) -> JobState {
         .unwrap_or("")
         .to_string();
     let (code, signal) = parse_exit_code(parts.next().unwrap_or(""));
-    let node = parts.next().unwrap_or("");
-    live(&state, node).unwrap_or(JobState::Ended {
+    let node = parts.next().unwrap_or("").to_string();
+    live(&state, &node).unwrap_or(JobState::Ended {
         state,
         code,
         signal,
+        node,
     })
 }
 
@@ -215,7 +218,8 @@ mod tests {
             Some(JobState::Ended {
                 state: "FAILED".into(),
                 code: 75,
-                signal: 0
+                signal: 0,
+                node: "vm".into()
             })
         );
         let killed = "JobId=6 JobState=CANCELLED Reason=None ExitCode=0:15 NodeList=vm";
@@ -224,7 +228,8 @@ mod tests {
             Some(JobState::Ended {
                 state: "CANCELLED".into(),
                 code: 0,
-                signal: 15
+                signal: 15,
+                node: "vm".into()
             })
         );
         let running =
@@ -246,7 +251,8 @@ mod tests {
             JobState::Ended {
                 state: "CANCELLED".into(),
                 code: 0,
-                signal: 15
+                signal: 15,
+                node: "n01".into()
             }
         );
         assert_eq!(
@@ -254,7 +260,8 @@ mod tests {
             JobState::Ended {
                 state: "TIMEOUT".into(),
                 code: 0,
-                signal: 0
+                signal: 0,
+                node: "n01".into()
             }
         );
         assert_eq!(parse_sacct(""), JobState::Unknown);

@@ -50,6 +50,9 @@ impl SqlStore {
                 }
             }
         }
+        // A hit is only as good as its objects: one deleted by hand (or lost with a disk)
+        // makes the key run again, which puts the object back.
+        hits.retain(|_, hit| hit.outputs.values().all(|o| self.objects.contains(&o.hash)));
         Ok(hits)
     }
 

@@ -94,6 +94,24 @@ impl SqlStore {
         Self::from_pool(pool, layout, options, &SQLITE_MIGRATIONS).await
     }
 
+    /// Connects to any database URL sqlx knows (`postgres://…`), applies `migrations`
+    /// and keeps objects (and work and checkpoint directories) under `layout`. This is the
+    /// entry of the PostgreSQL backend: same statements, its own migration folder.
+    pub async fn connect_any(
+        url: &str,
+        layout: StoreLayout,
+        options: StoreOptions,
+        migrations: &Migrator,
+    ) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .connect(url)
+            .await
+            .map_err(db_err("connect"))?;
+        Self::from_pool(pool, layout, options, migrations).await
+    }
+
     /// Wraps a connected pool (any backend) after applying `migrations`. The PostgreSQL
     /// backend enters here with its own migration folder.
     pub async fn from_pool(
