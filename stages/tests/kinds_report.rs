@@ -234,3 +234,71 @@ fn evaluate_turns_predictions_into_global_metrics() {
         "{err}"
     );
 }
+
+#[test]
+fn loss_curves_are_plotted_with_a_legend() {
+    let tmp = temp_dir("curves");
+    let dir = tmp.path();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (d, scale) in [(&a, 1.0), (&b, 2.0)] {
+        std::fs::create_dir_all(d).unwrap();
+        let lines: String = (1..=20)
+            .map(|s| format!("{s},{}\n", scale / s as f64))
+            .collect();
+        std::fs::write(d.join("history.csv"), format!("step,loss\n{lines}")).unwrap();
+    }
+    let eval = dir.join("e.json");
+    write(
+        &eval,
+        &Evaluation::from_confusion(vec!["A".into()], vec![vec![3]]),
+    )
+    .unwrap();
+    let art = |p: &std::path::Path, producer: &str| InputArtifact {
+        hash: ArtifactHash("cd".repeat(32)),
+        path: p.to_path_buf(),
+        producer: producer.into(),
+        coords: Default::default(),
+    };
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report",
+        json!({}),
+        vec![
+            ("results", vec![art(&eval, "base")]),
+            ("models", vec![art(&a, "baseline"), art(&b, "augmented")]),
+        ],
+    );
+    ran.result.as_ref().unwrap();
+    let md = std::fs::read_to_string(ran.out("report").join("table.md")).unwrap();
+    assert!(
+        md.contains("| blue | baseline | 20 | 0.0500 |")
+            && md.contains("| orange | augmented | 20 | 0.1000 |"),
+        "{md}"
+    );
+    let png = image::open(ran.out("report").join("loss.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(
+        png.pixels().any(|p| p.0 == [31, 119, 180]) && png.pixels().any(|p| p.0 == [255, 127, 14])
+    );
+    let csv = std::fs::read_to_string(ran.out("report").join("curves.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41);
+
+    std::fs::write(a.join("history.csv"), "step,loss\n1,x\n").unwrap();
+    let bad = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "bad",
+        json!({}),
+        vec![
+            ("results", vec![art(&eval, "base")]),
+            ("models", vec![art(&a, "baseline")]),
+        ],
+    );
+    let err = bad.result.unwrap_err().to_string();
+    assert!(
+        err.contains("history.csv") && err.contains("line 2"),
+        "{err}"
+    );
+}
