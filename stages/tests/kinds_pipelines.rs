@@ -22,6 +22,18 @@ fn quickstart_validates() {
     }
 }
 
+#[test]
+fn paper_pipelines_validate() {
+    for name in ["histodiffusion.yaml", "histodiffusion-official.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pipelines")
+            .join(name);
+        if let Err(errors) = load(&path, &registry(), &SettingsOverrides::default()) {
+            panic!("{name}: {errors}");
+        }
+    }
+}
+
 /// Runs every instance of the quickstart plan in topological order, in process, the way
 /// a worker would (inputs bound to upstream outputs with producer and coordinates), and
 /// checks the report. This is the quickstart's end-to-end run without the orchestrator.
