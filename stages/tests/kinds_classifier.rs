@@ -188,3 +188,41 @@ fn fid_without_inception_weights_says_not_computed() {
         fid.status
     );
 }
+
+/// The computed path with a randomly initialised Inception saved as safetensors: the
+/// distance of a set to itself is ~0 and to a different set is positive.
+#[test]
+fn fid_with_inception_weights_is_computed() {
+    use histodiff_stages::kinds::fid::Fid;
+    use histodiff_stages::models::inception::{FidInceptionV3, InceptionConfig};
+    use histodiff_stages::report::results::{read, FidResult};
+    let tmp = temp_dir("fid");
+    let dir = tmp.path();
+    let (train, test) = demo_split(dir);
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _model = FidInceptionV3::new(&vs.root(), InceptionConfig::default());
+    vs.save(dir.join("inception.safetensors")).unwrap();
+    let fid_of = |name: &str, synthetic: &PathBuf| {
+        let ran = run_stage(
+            &Fid,
+            dir,
+            name,
+            json!({"inception": "inception.safetensors"}),
+            &[
+                ("synthetic", vec![synthetic.clone()]),
+                ("real", vec![train.clone()]),
+            ],
+            dir,
+        );
+        ran.result.as_ref().unwrap();
+        let r: FidResult = read(&ran.out("fid"), "histodiff/fid").unwrap();
+        assert_eq!((r.n_real, r.n_synthetic), (48, 48));
+        r.fid.unwrap()
+    };
+    let same = fid_of("same", &train);
+    let other = fid_of("other", &test);
+    eprintln!("FID(train, train) = {same:.3e} (tolerance 1e-3), FID(test, train) = {other:.3e}");
+    assert!(same.abs() < 1e-3);
+    assert!(other > same);
+}
