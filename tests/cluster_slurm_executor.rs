@@ -101,7 +101,7 @@ fn sink(
     let job = Arc::new(Mutex::new(None::<String>));
     Arc::new(move |e: ExecutorEvent| {
         if let ExecutorEvent::Started { worker_id, .. } = &e {
-            *job.lock().unwrap() = Some(worker_id.clone());
+            *job.lock().unwrap() = worker_id.strip_prefix("slurm:").map(str::to_string);
         }
         on_event(&e, job.lock().unwrap().as_deref());
         seen.lock().unwrap().push(e);
@@ -142,7 +142,9 @@ async fn a_job_runs_with_its_resources_environment_and_events() {
     );
     let seen = seen.lock().unwrap();
     let id = seen.iter().find_map(|e| match e {
-        ExecutorEvent::Started { worker_id, host } => Some((worker_id.clone(), host.clone())),
+        ExecutorEvent::Started { worker_id, host } => {
+            Some((worker_id.strip_prefix("slurm:")?.to_string(), host.clone()))
+        }
         _ => None,
     });
     let (id, host) = id.expect("a Started event with the job id");
@@ -302,4 +304,61 @@ async fn a_kill_request_cancels_the_job() {
         .filter(|e| matches!(e, ExecutorEvent::Started { .. }))
         .count();
     assert_eq!(starts, 1, "not resubmitted");
+}
+
+/// `sbatch` refusing the job (an unknown partition) fails the execution with its message.
+#[tokio::test]
+async fn a_refused_submission_names_sbatchs_reason() {
+    let fx = fixture("ok");
+    let options = SlurmOptions {
+        partition: Some("no-such-partition".into()),
+        ..SlurmOptions::default()
+    };
+    let exec = SlurmExecutor::new(fx.program.clone(), options);
+    let (_tx, rx) = watch::channel(Cancel::Keep);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let err = within(60, exec.execute(&fx.submission, sink(seen, |_, _| {}), rx))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("sbatch") && message.to_lowercase().contains("partition"),
+        "{message}"
+    );
+}
+
+/// Interrupting a job that never started removes it from the queue: resumable, nothing ran.
+#[tokio::test]
+async fn interrupting_a_pending_job_removes_it() {
+    let fx = fixture("ok");
+    let options = SlurmOptions {
+        extra: vec!["--hold".into()],
+        poll: Duration::from_millis(300),
+        ..SlurmOptions::default()
+    };
+    let exec = SlurmExecutor::new(fx.program.clone(), options);
+    let (tx, rx) = watch::channel(Cancel::Keep);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let interrupt = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tx.send(Cancel::Interrupt).unwrap();
+    };
+    let (exit, ()) = within(60, async {
+        tokio::join!(
+            exec.execute(&fx.submission, sink(seen.clone(), |_, _| {}), rx),
+            interrupt
+        )
+    })
+    .await;
+    let exit = exit.unwrap();
+    assert_eq!(exit.code, Some(75), "{exit:?}");
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, ExecutorEvent::Started { .. })),
+        "it never ran"
+    );
+    assert!(!fx.submission.work_dir.join("result.json").exists());
 }

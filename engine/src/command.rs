@@ -13,6 +13,7 @@ use crate::registry::{KindSpec, Registry, COMMAND_KIND};
 use crate::stage::{Stage, StageContext, StageError};
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,7 +22,13 @@ use std::time::Duration;
 const STDERR_TAIL_LINES: usize = 20;
 
 /// The `command` kind's implementation.
-pub struct CommandStage;
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommandStage {
+    /// Kill the command when the thread that started it dies (set inside a worker
+    /// process, whose death must not leave the command running; never in the
+    /// orchestrator, whose blocking threads come and go).
+    pub die_with_parent: bool,
+}
 
 impl Stage for CommandStage {
     fn spec(&self) -> KindSpec {
@@ -43,7 +50,7 @@ impl Stage for CommandStage {
         link_deps(&spec, &ctx.job.base_dir, &run_dir)?;
         let outs = out_paths(&spec, &run_dir)?;
         let line = interpolate(&spec.run, &input_paths(ctx), &outs)?;
-        run_shell(ctx, &line, &run_dir)?;
+        run_shell(ctx, &line, &run_dir, self.die_with_parent)?;
         collect_outs(ctx, &spec, &outs)
     }
 }
@@ -158,16 +165,31 @@ fn shell_quote(p: &Path) -> String {
     }
 }
 
-/// Runs the line with `sh -c`; stdout and stderr go to files in the work directory.
-/// The command stays in the worker's process group, so the orchestrator's signals to the
-/// worker reach it too; an interrupt request also terminates it.
-fn run_shell(ctx: &mut StageContext, line: &str, run_dir: &Path) -> Result<(), StageError> {
+/// Runs the line with `sh -c` in a process group of its own; stdout and stderr go to
+/// files in the work directory. An interrupt request terminates the group.
+fn run_shell(
+    ctx: &mut StageContext,
+    line: &str,
+    run_dir: &Path,
+    die_with_parent: bool,
+) -> Result<(), StageError> {
     let work = &ctx.job.work_dir;
     let stdout =
         fs::File::create(work.join("stdout.log")).map_err(|e| io_error("create", work, e))?;
     let stderr_path = work.join("stderr.log");
     let stderr = fs::File::create(&stderr_path).map_err(|e| io_error("create", work, e))?;
-    let mut child = Command::new("sh")
+    let mut shell = Command::new("sh");
+    shell.process_group(0);
+    if die_with_parent {
+        // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+        unsafe {
+            shell.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    let mut child = shell
         .arg("-c")
         .arg(line)
         .current_dir(run_dir)
@@ -184,8 +206,8 @@ fn run_shell(ctx: &mut StageContext, line: &str, run_dir: &Path) -> Result<(), S
             break status;
         }
         if ctx.interrupted() {
-            // SAFETY: kill(2) on our own child; no memory is touched.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // SAFETY: kill(2) on our own child's process group; no memory is touched.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
             let _ = child.wait();
             return Err(StageError::Interrupted { step: 0 });
         }

@@ -32,12 +32,16 @@ pub fn run_worker(job_file: &Path, stages: &[Box<dyn Stage>]) -> i32 {
         }
     };
     let interrupt = install_signal_handlers();
-    let metrics = Arc::new(Mutex::new(BTreeMap::new()));
-    let (code, result) = execute(&job, stages, interrupt, metrics.clone());
-    let result = JobResult {
-        metrics: metrics.lock().map(|m| m.clone()).unwrap_or_default(),
-        ..result
+    let command = CommandStage {
+        die_with_parent: true,
     };
+    let (code, result) = run_job(
+        &job,
+        stages,
+        &command,
+        interrupt,
+        Box::new(std::io::stdout()),
+    );
     if let Err(e) = write_result(&job, &result) {
         eprintln!("histodiff worker: cannot write {RESULT_FILE}: {e}");
         return exit::FAILED;
@@ -45,23 +49,45 @@ pub fn run_worker(job_file: &Path, stages: &[Box<dyn Stage>]) -> i32 {
     code
 }
 
-fn read_job(job_file: &Path) -> Result<Job, String> {
+pub fn read_job(job_file: &Path) -> Result<Job, String> {
     let text = std::fs::read_to_string(job_file)
         .map_err(|e| format!("cannot read job file {}: {e}", job_file.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("bad job file {}: {e}", job_file.display()))
+}
+
+/// Runs a job in this process: the stage with panics caught, then output ingestion.
+/// Events go to `events` as JSON lines. Returns the worker exit code and the result
+/// (with the last value of each metric). The local executor calls this directly for
+/// `command` jobs, whose program is a process of its own anyway.
+pub fn run_job(
+    job: &Job,
+    stages: &[Box<dyn Stage>],
+    command: &CommandStage,
+    interrupt: Arc<AtomicBool>,
+    events: Box<dyn Write + Send>,
+) -> (i32, JobResult) {
+    let metrics = Arc::new(Mutex::new(BTreeMap::new()));
+    let writer = Box::new(EventWriter {
+        out: events,
+        line: Vec::new(),
+        metrics: metrics.clone(),
+    });
+    let (code, result) = execute(job, stages, command, interrupt, writer);
+    let metrics = metrics.lock().map(|m| m.clone()).unwrap_or_default();
+    (code, JobResult { metrics, ..result })
 }
 
 /// Runs the stage and ingests its outputs; returns the exit code and the result.
 fn execute(
     job: &Job,
     stages: &[Box<dyn Stage>],
+    command: &CommandStage,
     interrupt: Arc<AtomicBool>,
-    metrics: Arc<Mutex<BTreeMap<String, f64>>>,
+    events: Box<dyn Write + Send>,
 ) -> (i32, JobResult) {
     let failed = |error: String| (exit::FAILED, result_with_error(error));
-    let command = CommandStage;
     let stage: &dyn Stage = if job.kind == COMMAND_KIND {
-        &command
+        command
     } else {
         match stages.iter().find(|s| s.spec().name == job.kind) {
             Some(s) => s.as_ref(),
@@ -80,11 +106,6 @@ fn execute(
             return failed(format!("cannot create {}: {e}", dir.display()));
         }
     }
-    let events = Box::new(EventWriter {
-        out: std::io::stdout(),
-        line: Vec::new(),
-        metrics,
-    });
     let mut ctx = StageContext::new(job.clone(), interrupt, events);
     match catch_unwind(AssertUnwindSafe(|| stage.run(&mut ctx))) {
         Ok(Ok(())) => {}
@@ -154,7 +175,7 @@ fn ingest_outputs(job: &Job, names: &[String]) -> Result<BTreeMap<String, Output
 }
 
 /// Writes `result.json` through a temporary file and a rename, so a reader never sees half.
-fn write_result(job: &Job, result: &JobResult) -> std::io::Result<()> {
+pub fn write_result(job: &Job, result: &JobResult) -> std::io::Result<()> {
     let path = job.work_dir.join(RESULT_FILE);
     let tmp = job.work_dir.join(format!("{RESULT_FILE}.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
@@ -187,9 +208,9 @@ fn install_signal_handlers() -> Arc<AtomicBool> {
     flag
 }
 
-/// Stdout for events, also keeping the last value of each metric for `result.json`.
+/// The event stream, also keeping the last value of each metric for `result.json`.
 struct EventWriter {
-    out: std::io::Stdout,
+    out: Box<dyn Write + Send>,
     line: Vec<u8>,
     metrics: Arc<Mutex<BTreeMap<String, f64>>>,
 }

@@ -62,16 +62,27 @@ pub async fn run(
     })
 }
 
-/// First Ctrl-C: interrupt (workers checkpoint); second: kill.
+/// First Ctrl-C (or SIGTERM): interrupt (workers checkpoint); second: kill.
 async fn watch_ctrl_c(tx: watch::Sender<Cancel>) {
-    if tokio::signal::ctrl_c().await.is_err() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
-    }
-    eprintln!("interrupting: workers checkpoint and stop (Ctrl-C again to kill them)");
-    let _ = tx.send(Cancel::Interrupt);
-    if tokio::signal::ctrl_c().await.is_ok() {
-        eprintln!("killing workers");
-        let _ = tx.send(Cancel::Kill);
+    };
+    for level in [Cancel::Interrupt, Cancel::Kill] {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        match level {
+            Cancel::Interrupt => {
+                eprintln!("interrupting: workers checkpoint and stop (Ctrl-C again to kill them)")
+            }
+            _ => eprintln!("killing workers"),
+        }
+        let _ = tx.send(level);
     }
 }
 

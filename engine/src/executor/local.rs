@@ -2,14 +2,24 @@
 //! orchestrator, in its own process group (so a terminal Ctrl-C reaches the orchestrator,
 //! which decides what the workers get). Stdout carries events; stderr goes to
 //! `work_dir/worker.log`.
+//!
+//! A `command` job is run in the orchestrator instead (on a blocking thread): its program
+//! is a process of its own, so a crash there cannot touch the orchestrator, and starting a
+//! libtorch-linked worker for a one-line shell command would cost more than the command.
+//! `HISTODIFF_INLINE_COMMANDS=0` sends commands through worker processes too.
 
 use super::{Cancel, EventSink, Executor, ExecutorError, ExecutorEvent, Submission, WorkerExit};
-use crate::command::stderr_tail;
-use crate::protocol::Event;
+use crate::command::{stderr_tail, CommandStage};
+use crate::protocol::{Event, Job};
+use crate::registry::COMMAND_KIND;
+use crate::worker::{read_job, run_job, write_result};
 use async_trait::async_trait;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -18,11 +28,81 @@ use tokio::sync::watch;
 pub struct LocalExecutor {
     /// The `histodiff` binary (the orchestrator's own executable).
     pub program: PathBuf,
+    /// Run `command` jobs in this process (see the module doc).
+    pub inline_commands: bool,
 }
 
 impl LocalExecutor {
     pub fn new(program: PathBuf) -> Self {
-        LocalExecutor { program }
+        let inline_commands = std::env::var("HISTODIFF_INLINE_COMMANDS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
+        LocalExecutor {
+            program,
+            inline_commands,
+        }
+    }
+
+    /// The job, if it is a `command` job this executor runs in-process.
+    fn inline_job(&self, s: &Submission) -> Option<Job> {
+        if !self.inline_commands {
+            return None;
+        }
+        read_job(&s.job_file)
+            .ok()
+            .filter(|job| job.kind == COMMAND_KIND)
+    }
+
+    /// Runs a `command` job on a blocking thread; cancellation raises its interrupt flag.
+    async fn execute_inline(
+        &self,
+        s: &Submission,
+        job: Job,
+        events: EventSink,
+        mut cancel: watch::Receiver<Cancel>,
+    ) -> Result<WorkerExit, ExecutorError> {
+        events(ExecutorEvent::Started {
+            worker_id: std::process::id().to_string(),
+            host: hostname(),
+        });
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        let writer = SinkWriter {
+            sink: events,
+            line: Vec::new(),
+        };
+        let run = tokio::task::spawn_blocking(move || {
+            let command = CommandStage {
+                die_with_parent: false,
+            };
+            let (code, result) = run_job(&job, &[], &command, flag, Box::new(writer));
+            write_result(&job, &result).map(|_| code)
+        });
+        tokio::pin!(run);
+        let joined = loop {
+            tokio::select! {
+                joined = &mut run => break joined,
+                changed = cancel.changed() => {
+                    if changed.is_err() {
+                        cancel = watch::channel(Cancel::Keep).1;
+                    } else if *cancel.borrow() != Cancel::Keep {
+                        interrupt.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        };
+        let lost = |message: String| ExecutorError::Lost {
+            instance: s.instance.clone(),
+            message,
+        };
+        let code = joined
+            .map_err(|e| lost(e.to_string()))?
+            .map_err(|e| lost(format!("cannot write the result: {e}")))?;
+        Ok(WorkerExit {
+            code: Some(code),
+            signal: None,
+            log_tail: String::new(),
+        })
     }
 
     fn command(&self, s: &Submission) -> Result<Command, ExecutorError> {
@@ -59,6 +139,9 @@ impl Executor for LocalExecutor {
         events: EventSink,
         mut cancel: watch::Receiver<Cancel>,
     ) -> Result<WorkerExit, ExecutorError> {
+        if let Some(job) = self.inline_job(s) {
+            return self.execute_inline(s, job, events, cancel).await;
+        }
         let mut child = self
             .command(s)?
             .spawn()
@@ -111,6 +194,31 @@ impl Executor for LocalExecutor {
             signal: status.signal(),
             log_tail: stderr_tail(&s.work_dir.join("worker.log")),
         })
+    }
+}
+
+/// Hands each JSON line an in-process stage writes to the sink as an event.
+struct SinkWriter {
+    sink: EventSink,
+    line: Vec<u8>,
+}
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.line).into_owned();
+                (self.sink)(ExecutorEvent::Worker(parse_event(&line)));
+                self.line.clear();
+            } else {
+                self.line.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod resources;
 mod schema;
 mod settings;
 mod stages;
+mod suggest;
 mod wiring;
 pub mod yaml;
 

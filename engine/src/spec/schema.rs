@@ -31,7 +31,7 @@ pub fn check(
     for (key, kpos, value) in with {
         let kctx = ctx.key(key);
         let Some(spec) = kind.params.iter().find(|p| &p.name == key) else {
-            diag.report(*kpos, kctx, unknown_key_message(kind));
+            diag.report(*kpos, kctx, unknown_key_message(kind, key));
             continue;
         };
         let Some(v) = typed(spec, &spec.ty, value, kctx, diag) else {
@@ -66,15 +66,16 @@ pub fn check(
     out
 }
 
-fn unknown_key_message(kind: &KindSpec) -> String {
+fn unknown_key_message(kind: &KindSpec, key: &str) -> String {
     let known: Vec<&str> = kind.params.iter().map(|p| p.name.as_str()).collect();
     if known.is_empty() {
         format!("unknown key: `{}` takes no parameters", kind.name)
     } else {
         format!(
-            "unknown key for `{}`; expected one of {}",
+            "unknown key for `{}`; expected one of {}{}",
             kind.name,
-            known.join(", ")
+            known.join(", "),
+            super::suggest::hint(key, known.iter().copied())
         )
     }
 }

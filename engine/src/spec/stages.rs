@@ -76,10 +76,14 @@ fn info<'r>(stage: &RawStage, registry: &'r Registry, diag: &mut Diagnostics) ->
 
 fn unknown_kind(name: &str, registry: &Registry) -> String {
     let known: Vec<&str> = registry.names().collect();
+    let hint = super::suggest::hint(name, known.iter().copied());
     if known.len() <= 24 {
-        format!("unknown kind `{name}`; known kinds: {}", known.join(", "))
+        format!(
+            "unknown kind `{name}`{hint}; known kinds: {}",
+            known.join(", ")
+        )
     } else {
-        format!("unknown kind `{name}`; `histodiff kinds` lists them")
+        format!("unknown kind `{name}`{hint}; `histodiff kinds` lists them")
     }
 }
 
@@ -100,7 +104,12 @@ pub fn check_inputs(
                     diag.report(
                         r.pos,
                         ctx,
-                        format!("slot `{}` reads unknown stage `{}`", input.slot, r.stage),
+                        format!(
+                            "slot `{}` reads unknown stage `{}`{}",
+                            input.slot,
+                            r.stage,
+                            super::suggest::hint(&r.stage, by_id.keys().copied())
+                        ),
                     );
                     continue;
                 };

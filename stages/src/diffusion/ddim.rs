@@ -30,7 +30,7 @@ impl DdimSchedule {
         eta: f64,
     ) -> Result<Self, DiffusionError> {
         let n = schedule.num_timesteps();
-        let c = if steps == 0 { 0 } else { n / steps };
+        let c = n.checked_div(steps).unwrap_or(0);
         if steps == 0 || c == 0 || (steps - 1) * c + 1 >= n || eta < 0.0 {
             return Err(DiffusionError::Steps(format!(
                 "{steps} steps (η = {eta}) do not fit a {n}-step schedule"

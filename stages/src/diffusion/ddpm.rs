@@ -1,7 +1,7 @@
 //! Ancestral DDPM sampling with LDM's fixed-small variance (Σ = β̃_t, no clipping of x̂0)
 //! and guided-diffusion's `condition_mean` guidance — the paper's Eq. 7–8.
 
-use super::guidance::condition_mean;
+use super::guidance::{condition_mean, GradientFn};
 use super::{DiffusionError, NoiseSchedule, NoiseSource};
 use tch::{Kind, Tensor};
 
@@ -43,7 +43,7 @@ pub fn ddpm_sample(
     schedule: &NoiseSchedule,
     x_t: &Tensor,
     eps_model: &mut dyn FnMut(&Tensor, &Tensor) -> Tensor,
-    mut gradient: Option<(f64, &mut dyn FnMut(&Tensor, &Tensor) -> Tensor)>,
+    mut gradient: Option<(f64, &mut GradientFn<'_>)>,
     noise: &mut dyn NoiseSource,
 ) -> Result<Tensor, DiffusionError> {
     let batch = x_t.size().first().copied().unwrap_or(0);

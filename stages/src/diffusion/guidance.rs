@@ -49,6 +49,9 @@ pub fn condition_mean(mean: &Tensor, variance: &Tensor, gradient: &Tensor, scale
     mean + variance * gradient * scale
 }
 
+/// (z_t, t) → ∇_{z_t} log p(y | z_t, t), the class labels bound by the caller.
+pub type GradientFn<'a> = dyn FnMut(&Tensor, &Tensor) -> Tensor + 'a;
+
 /// Which ᾱ and multiplier the DDIM guidance uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GuidanceMode {
@@ -66,7 +69,7 @@ pub struct ClassifierGuidance<'a> {
     pub scale: f64,
     pub mode: GuidanceMode,
     /// (z_t, t) → ∇_{z_t} log p(y | z_t, t), labels bound by the caller.
-    pub gradient: Box<dyn FnMut(&Tensor, &Tensor) -> Tensor + 'a>,
+    pub gradient: Box<GradientFn<'a>>,
 }
 
 impl ClassifierGuidance<'_> {

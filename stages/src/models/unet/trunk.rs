@@ -119,8 +119,8 @@ impl TrunkConfig {
 #[derive(Debug)]
 pub enum Layer {
     Conv(nn::Conv2D),
-    Res(ResBlock),
-    Attn(AttentionBlock),
+    Res(Box<ResBlock>),
+    Attn(Box<AttentionBlock>),
     Down(Downsample),
     Up(Upsample),
 }
@@ -203,12 +203,12 @@ impl Trunk {
                 let block_vs = &blocks_vs / input_blocks.len();
                 let res = ResBlock::new(&block_vs / 0, cfg.resblock(ch, mult * mc, Resample::Keep));
                 ch = mult * mc;
-                let mut layers = vec![Layer::Res(res)];
+                let mut layers = vec![Layer::Res(Box::new(res))];
                 if cfg.attention_resolutions.contains(&ds) {
-                    layers.push(Layer::Attn(AttentionBlock::new(
+                    layers.push(Layer::Attn(Box::new(AttentionBlock::new(
                         &block_vs / 1,
                         cfg.attention(ch)?,
-                    )));
+                    ))));
                 }
                 input_blocks.push(TimestepBlock { layers });
                 skip_channels.push(ch);
@@ -216,10 +216,10 @@ impl Trunk {
             if level != last_level {
                 let block_vs = &blocks_vs / input_blocks.len() / 0;
                 let layer = if cfg.resblock_updown {
-                    Layer::Res(ResBlock::new(
+                    Layer::Res(Box::new(ResBlock::new(
                         block_vs,
                         cfg.resblock(ch, ch, Resample::Down),
-                    ))
+                    )))
                 } else {
                     Layer::Down(Downsample::new(block_vs, ch, ch, cfg.conv_resample))
                 };
@@ -233,15 +233,18 @@ impl Trunk {
         let middle_vs = vs / "middle_block";
         let middle_block = TimestepBlock {
             layers: vec![
-                Layer::Res(ResBlock::new(
+                Layer::Res(Box::new(ResBlock::new(
                     &middle_vs / 0,
                     cfg.resblock(ch, ch, Resample::Keep),
-                )),
-                Layer::Attn(AttentionBlock::new(&middle_vs / 1, cfg.attention(ch)?)),
-                Layer::Res(ResBlock::new(
+                ))),
+                Layer::Attn(Box::new(AttentionBlock::new(
+                    &middle_vs / 1,
+                    cfg.attention(ch)?,
+                ))),
+                Layer::Res(Box::new(ResBlock::new(
                     &middle_vs / 2,
                     cfg.resblock(ch, ch, Resample::Keep),
-                )),
+                ))),
             ],
         };
         Ok(Self {

@@ -132,21 +132,24 @@ fn output_blocks(
             let skip = skip_channels
                 .pop()
                 .ok_or_else(|| UNetError::Config("skip stack exhausted".into()))?;
-            let mut layers = vec![Layer::Res(ResBlock::new(
+            let mut layers = vec![Layer::Res(Box::new(ResBlock::new(
                 &block_vs / 0,
                 cfg.resblock(ch + skip, mult * mc, Resample::Keep),
-            ))];
+            )))];
             ch = mult * mc;
             if cfg.attention_resolutions.contains(&ds) {
-                layers.push(Layer::Attn(AttentionBlock::new(
+                layers.push(Layer::Attn(Box::new(AttentionBlock::new(
                     &block_vs / layers.len(),
                     cfg.attention(ch)?,
-                )));
+                ))));
             }
             if level > 0 && i == cfg.num_res_blocks {
                 let up_vs = &block_vs / layers.len();
                 layers.push(if cfg.resblock_updown {
-                    Layer::Res(ResBlock::new(up_vs, cfg.resblock(ch, ch, Resample::Up)))
+                    Layer::Res(Box::new(ResBlock::new(
+                        up_vs,
+                        cfg.resblock(ch, ch, Resample::Up),
+                    )))
                 } else {
                     Layer::Up(Upsample::new(up_vs, ch, ch, cfg.conv_resample))
                 });
