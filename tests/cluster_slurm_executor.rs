@@ -362,3 +362,27 @@ async fn interrupting_a_pending_job_removes_it() {
     );
     assert!(!fx.submission.work_dir.join("result.json").exists());
 }
+
+/// The automatic path: a one-minute job gets `--signal=B:USR1@30` from the executor, Slurm
+/// signals it before its time limit, the worker checkpoints (exit 75), and the resubmitted
+/// job resumes and completes — nobody sends a signal by hand.
+#[tokio::test]
+async fn the_time_limit_warning_signal_leads_to_resubmission() {
+    let mut fx = fixture("resumable");
+    fx.submission.allocation.time = Some(60);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (_tx, rx) = watch::channel(Cancel::Keep);
+    let exit = within(
+        150,
+        executor(&fx.program).execute(&fx.submission, sink(seen.clone(), |_, _| {}), rx),
+    )
+    .await
+    .unwrap();
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let logs = logs(&seen.lock().unwrap());
+    assert!(
+        logs.iter().any(|m| m.contains("resubmitting (1/3)")),
+        "{logs:?}"
+    );
+    assert!(logs.iter().any(|m| m == "resumed"), "{logs:?}");
+}

@@ -134,3 +134,30 @@ stages:
     let out = p.run(&["run", pipeline.to_str().unwrap()]).expect_code(1);
     assert!(out.stderr.contains("result"), "{}", out.stderr);
 }
+
+#[test]
+fn retries_run_a_failed_stage_again_and_plan_names_the_changed_field() {
+    let p = Project::new();
+    let marker = p.path().join("tried");
+    let yaml = r#"
+version: 1
+stages:
+  flaky:
+    uses: command
+    run: "echo flaky >> LOG; if [ -f MARKER ]; then echo ok > ${outs.o}; else touch MARKER; exit 1; fi"
+    outs: { o: o.txt }
+    retries: 1
+"#;
+    let yaml = yaml.replace("MARKER", &marker.display().to_string());
+    let pipeline = p.pipeline(&yaml);
+    let pipeline = pipeline.to_str().unwrap();
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(count(&p.executions(), "flaky"), 2);
+    let status = p.run(&["status"]).expect_code(0).stdout;
+    assert!(status.contains("attempt 2"), "{status}");
+    p.pipeline(&yaml.replace("echo ok", "echo fine"));
+    let plan = p.run(&["plan", pipeline]).expect_code(0).stdout;
+    assert!(plan.contains("run     flaky  (changed command:"), "{plan}");
+    let why = p.run(&["why", "flaky"]).expect_code(0).stdout;
+    assert!(why.contains("attempt 2"), "{why}");
+}

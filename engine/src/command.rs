@@ -5,7 +5,8 @@
 //! materialised input path (a gathered slot to its paths, space-separated, in instance
 //! order) and `${outs.name}` to the path the command must write. Relative `deps` are linked
 //! into the run directory at their relative path, so `python scripts/extra.py` works as it
-//! would next to the pipeline file. After a zero exit each declared out is moved to
+//! would next to the pipeline file. Its stdout and stderr go to `work_dir/command.log`,
+//! whose tail is shown when it fails. After a zero exit each declared out is moved to
 //! `work_dir/out/<name>` for the worker to ingest; a missing out is an error.
 
 use crate::plan::CommandSpec;
@@ -174,10 +175,13 @@ fn run_shell(
     die_with_parent: bool,
 ) -> Result<(), StageError> {
     let work = &ctx.job.work_dir;
-    let stdout =
-        fs::File::create(work.join("stdout.log")).map_err(|e| io_error("create", work, e))?;
-    let stderr_path = work.join("stderr.log");
+    // One log for both streams (as a terminal would interleave them): its tail explains
+    // a failure, and one file per execution is cheaper than two.
+    let stderr_path = work.join("command.log");
     let stderr = fs::File::create(&stderr_path).map_err(|e| io_error("create", work, e))?;
+    let stdout = stderr
+        .try_clone()
+        .map_err(|e| io_error("open", &stderr_path, e))?;
     let mut shell = Command::new("sh");
     shell.process_group(0);
     if die_with_parent {

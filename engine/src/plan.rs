@@ -1,5 +1,5 @@
 //! The resolved, validated plan: every stage instance with its kind, canonical
-//! parameters, input bindings and scheduling needs, in a DAG. Built by `spec::resolve`
+//! parameters, input bindings and scheduling needs, in a DAG. Built by `spec::load`
 //! from the raw pipeline file; consumed by hashing, the scheduler and the CLI.
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -66,7 +66,7 @@ pub enum InputBinding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandSpec {
     pub run: String,
-    /// Files hashed by content (relative to the pipeline directory).
+    /// Files hashed by content, absolute (written relative to the pipeline directory).
     pub deps: Vec<PathBuf>,
     /// Output name → path relative to the work directory.
     pub outs: BTreeMap<String, PathBuf>,
@@ -81,7 +81,8 @@ pub struct Instance {
     pub kind: String,
     pub kind_version: u32,
     pub coords: Coords,
-    /// Canonical parameters: every schema key present (defaults filled), values typed.
+    /// Canonical parameters: every schema key present (defaults filled), values typed;
+    /// `path` params as written in the file (see `external_paths` for where they point).
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Params of type `path`, resolved to absolute paths (their content enters the key).
     pub external_paths: BTreeMap<String, PathBuf>,

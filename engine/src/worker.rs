@@ -101,7 +101,13 @@ fn execute(
             job.kind, spec.version, job.kind_version
         ));
     }
-    for dir in [job.work_dir.join("out"), job.checkpoint_dir.clone()] {
+    // Only resumable kinds get a checkpoint directory: a sweep of 10,000 commands must
+    // not leave 10,000 empty ones behind.
+    let mut dirs = vec![job.work_dir.join("out")];
+    if spec.resumable {
+        dirs.push(job.checkpoint_dir.clone());
+    }
+    for dir in dirs {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             return failed(format!("cannot create {}: {e}", dir.display()));
         }

@@ -1,129 +1,22 @@
 //! The store on PostgreSQL: the same tables as SQLite (column for column), and the same
 //! semantics through the shared code path — round trips into the cache, only successes
-//! cached, a failed success write rolled back, lineage, cache hits, the stat cache, and
-//! reservations with one winner across store handles (two orchestrators) and dead or
-//! silent holders reclaimed.
+//! cached, a failed success write rolled back, lineage, cache hits, checkpoints and the stat
+//! cache. Reservations: store_postgres_reservations.rs.
 //!
 //! Needs a server: `source scripts/services/postgres.sh` exports HISTODIFF_TEST_PG_URL
 //! (scripts/test.sh does). Each test creates its own database and drops it at the end.
 //! Without the variable the tests FAIL, they do not skip.
 
-use histodiff_engine::hash::{ArtifactHash, StageKey};
-use histodiff_engine::protocol::{ArtifactKind, OutputArtifact};
-use histodiff_engine::store::liveness::hostname;
-use histodiff_engine::store::postgres::open_postgres;
+mod store_postgres_support;
+
+use histodiff_engine::hash::ArtifactHash;
+use histodiff_engine::protocol::ArtifactKind;
 use histodiff_engine::store::sql::{SqlStore, StoreOptions};
 use histodiff_engine::store::*;
-use sqlx::{AssertSqlSafe, Connection, Row};
-use std::collections::{BTreeMap, HashSet};
+use sqlx::Row;
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-/// A fresh database on the test server; dropped by [`TestDb::drop_now`].
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-fn server_url() -> String {
-    std::env::var("HISTODIFF_TEST_PG_URL").unwrap_or_else(|_| {
-        panic!("HISTODIFF_TEST_PG_URL is not set: run `source scripts/services/postgres.sh` first (scripts/test.sh does)")
-    })
-}
-
-async fn fresh_db() -> TestDb {
-    let admin_url = server_url();
-    let name = format!(
-        "hd_{}_{}",
-        std::process::id(),
-        blake3::hash(format!("{:?}", std::time::Instant::now()).as_bytes()).to_hex()[..10]
-            .to_string()
-    );
-    let mut conn = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to HISTODIFF_TEST_PG_URL");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    TestDb {
-        url: format!("{base}/{name}"),
-        admin_url,
-        name,
-    }
-}
-
-impl TestDb {
-    async fn open(&self, shared: &Path, options: StoreOptions) -> SqlStore {
-        open_postgres(&self.url, shared, options).await.unwrap()
-    }
-
-    async fn drop_now(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-fn key(s: &str) -> StageKey {
-    StageKey(blake3::hash(s.as_bytes()).to_hex().to_string())
-}
-
-fn new_exec(run: RunId, instance: &str) -> NewExecution {
-    NewExecution {
-        run_id: run,
-        stage_key: key(instance),
-        stage: instance.split('[').next().unwrap().to_string(),
-        instance: instance.to_string(),
-        kind: "data/subset".into(),
-        kind_version: 1,
-        attempt: 1,
-        fingerprint: format!(r#"{{"instance":"{instance}"}}"#),
-    }
-}
-
-async fn run(store: &SqlStore) -> RunId {
-    let new = NewRun {
-        pipeline: "p".into(),
-        file: "p.yaml".into(),
-        host: hostname(),
-        pid: std::process::id() as i64,
-    };
-    store.begin_run(&new).await.unwrap()
-}
-
-fn output(store: &SqlStore, dir: &Path, bytes: &[u8]) -> OutputArtifact {
-    let src = dir.join(format!("src-{}", blake3::hash(bytes).to_hex()));
-    std::fs::write(&src, bytes).unwrap();
-    store.objects().put(&src).unwrap()
-}
-
-fn success(outputs: &[(&str, &OutputArtifact)], inputs: Vec<InputEdge>) -> Outcome {
-    Outcome::Succeeded {
-        outputs: outputs
-            .iter()
-            .map(|(n, o)| (n.to_string(), (*o).clone()))
-            .collect(),
-        inputs,
-        metrics: BTreeMap::from([("accuracy".to_string(), 0.75)]),
-    }
-}
-
-fn holder(pid: i64) -> Holder {
-    Holder {
-        run_id: None,
-        host: hostname(),
-        pid,
-        slurm_job_id: None,
-    }
-}
+use store_postgres_support::*;
 
 #[tokio::test]
 async fn tables_mirror_the_sqlite_schema_column_for_column() {
@@ -395,82 +288,5 @@ async fn lineage_cache_hits_checkpoints_and_stat_cache() {
         .unwrap();
     assert_eq!(store.stat_get("/data/a.png").await.unwrap(), Some(entry));
     drop(store);
-    db.drop_now().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_orchestrators_claim_a_key_once_and_dead_or_silent_holders_are_reclaimed() {
-    let db = fresh_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    // Two handles (two pools) on one database, opened at once: one migrates, both work.
-    let (a, b) = tokio::join!(
-        db.open(dir.path(), StoreOptions::default()),
-        db.open(dir.path(), StoreOptions::default())
-    );
-    let (a, b) = (Arc::new(a), Arc::new(b));
-    let me = std::process::id() as i64;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let claimant = Holder {
-            slurm_job_id: Some(i.to_string()),
-            ..holder(me)
-        };
-        tasks.push(tokio::spawn(async move {
-            store.reserve(&key("k"), &claimant).await.unwrap()
-        }));
-    }
-    let mut winners = 0;
-    for t in tasks {
-        if t.await.unwrap() == Reservation::Reserved {
-            winners += 1;
-        }
-    }
-    assert_eq!(winners, 1, "exactly one of 16 concurrent claims wins");
-    let other = Holder {
-        run_id: None,
-        host: "another-node".into(),
-        pid: 1,
-        slurm_job_id: Some("77".into()),
-    };
-    assert!(matches!(
-        b.reserve(&key("k"), &other).await.unwrap(),
-        Reservation::HeldBy(_)
-    ));
-    a.release(&key("k"), &holder(me)).await.unwrap();
-    assert_eq!(
-        b.reserve(&key("k"), &other).await.unwrap(),
-        Reservation::Reserved
-    );
-
-    // A dead holder on this host is reclaimed at once.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id() as i64;
-    child.wait().unwrap();
-    assert_eq!(
-        a.reserve(&key("d"), &holder(dead)).await.unwrap(),
-        Reservation::Reserved
-    );
-    assert_eq!(
-        b.reserve(&key("d"), &holder(me)).await.unwrap(),
-        Reservation::Reserved
-    );
-
-    // A silent holder elsewhere times out.
-    let quick = db
-        .open(
-            dir.path(),
-            StoreOptions {
-                reservation_timeout: Duration::from_millis(300),
-                ..StoreOptions::default()
-            },
-        )
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        quick.reserve(&key("k"), &holder(me)).await.unwrap(),
-        Reservation::Reserved
-    );
-    drop((a, b, quick));
     db.drop_now().await;
 }

@@ -271,7 +271,7 @@ fn write_work_dir(objects: &store::ObjectStore, job: Job) -> Result<Job, String>
     if job.work_dir.exists() {
         std::fs::remove_dir_all(&job.work_dir).map_err(|e| io("clear", &job.work_dir, e))?;
     }
-    std::fs::create_dir_all(job.work_dir.join("in")).map_err(|e| io("create", &job.work_dir, e))?;
+    std::fs::create_dir_all(&job.work_dir).map_err(|e| io("create", &job.work_dir, e))?;
     for arts in job.inputs.values() {
         for a in arts {
             if let Some(parent) = a.path.parent() {
