@@ -179,3 +179,126 @@ fn a_result_of_the_wrong_kind_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn evaluate_turns_predictions_into_global_metrics() {
+    use histodiff_stages::kinds::evaluate::Evaluate;
+    use histodiff_stages::report::results::{read, Predictions};
+    let tmp = temp_dir("evaluate");
+    let dir = tmp.path();
+    let p = Predictions {
+        format: "histodiff/predictions".into(),
+        classes: vec!["A".into(), "B".into(), "C".into()],
+        truth: vec![0, 0, 0, 1, 1, 2],
+        predicted: vec![0, 0, 1, 1, 1, 0],
+        sources: vec![],
+        train_real: Some(30),
+        train_synthetic: Some(60),
+    };
+    let path = dir.join("predictions.json");
+    write(&path, &p).unwrap();
+    let ran = run_stage(
+        &Evaluate,
+        dir,
+        "eval",
+        json!({}),
+        &[("predictions", vec![path.clone()])],
+        dir,
+    );
+    ran.result.as_ref().unwrap();
+    let e: Evaluation = read(&ran.out("evaluation"), "histodiff/evaluation").unwrap();
+    assert_eq!(
+        e.confusion,
+        vec![vec![2, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
+    );
+    assert!((e.accuracy - 4.0 / 6.0).abs() < 1e-12);
+    assert_eq!((e.train_real, e.train_synthetic), (Some(30), Some(60)));
+    assert!(ran.events.iter().any(|ev| matches!(ev, histodiff_engine::protocol::Event::Metric { name, .. } if name == "accuracy")));
+
+    let bad = Predictions {
+        predicted: vec![0, 0, 1, 1, 1, 7],
+        ..p
+    };
+    write(&path, &bad).unwrap();
+    let ran = run_stage(
+        &Evaluate,
+        dir,
+        "bad",
+        json!({}),
+        &[("predictions", vec![path])],
+        dir,
+    );
+    let err = ran.result.unwrap_err().to_string();
+    assert!(
+        err.contains("predictions.json") && err.contains("test image 5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn loss_curves_are_plotted_with_a_legend() {
+    let tmp = temp_dir("curves");
+    let dir = tmp.path();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (d, scale) in [(&a, 1.0), (&b, 2.0)] {
+        std::fs::create_dir_all(d).unwrap();
+        let lines: String = (1..=20)
+            .map(|s| format!("{s},{}\n", scale / s as f64))
+            .collect();
+        std::fs::write(d.join("history.csv"), format!("step,loss\n{lines}")).unwrap();
+    }
+    let eval = dir.join("e.json");
+    write(
+        &eval,
+        &Evaluation::from_confusion(vec!["A".into()], vec![vec![3]]),
+    )
+    .unwrap();
+    let art = |p: &std::path::Path, producer: &str| InputArtifact {
+        hash: ArtifactHash("cd".repeat(32)),
+        path: p.to_path_buf(),
+        producer: producer.into(),
+        coords: Default::default(),
+    };
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report",
+        json!({}),
+        vec![
+            ("results", vec![art(&eval, "base")]),
+            ("models", vec![art(&a, "baseline"), art(&b, "augmented")]),
+        ],
+    );
+    ran.result.as_ref().unwrap();
+    let md = std::fs::read_to_string(ran.out("report").join("table.md")).unwrap();
+    assert!(
+        md.contains("| blue | baseline | 20 | 0.0500 |")
+            && md.contains("| orange | augmented | 20 | 0.1000 |"),
+        "{md}"
+    );
+    let png = image::open(ran.out("report").join("loss.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(
+        png.pixels().any(|p| p.0 == [31, 119, 180]) && png.pixels().any(|p| p.0 == [255, 127, 14])
+    );
+    let csv = std::fs::read_to_string(ran.out("report").join("curves.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41);
+
+    std::fs::write(a.join("history.csv"), "step,loss\n1,x\n").unwrap();
+    let bad = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "bad",
+        json!({}),
+        vec![
+            ("results", vec![art(&eval, "base")]),
+            ("models", vec![art(&a, "baseline")]),
+        ],
+    );
+    let err = bad.result.unwrap_err().to_string();
+    assert!(
+        err.contains("history.csv") && err.contains("line 2"),
+        "{err}"
+    );
+}

@@ -1,13 +1,19 @@
 //! Every stage kind this crate implements, for the worker and the CLI's registry.
 
+pub mod classifier;
 pub mod demo;
+pub mod evaluate;
+pub mod features;
+pub mod fid;
 pub mod image_folder;
 pub mod images;
 pub mod ingest;
 pub mod npy;
 pub mod report_table;
 pub mod schema;
+pub mod select;
 pub mod subset;
+pub mod train_classifier;
 
 use histodiff_engine::stage::Stage;
 
@@ -20,6 +26,10 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(npy::Npy),
         Box::new(subset::Subset),
         Box::new(report_table::ReportTable),
+        Box::new(evaluate::Evaluate),
+        Box::new(select::Select),
+        Box::new(train_classifier::TrainClassifier),
+        Box::new(fid::Fid),
     ]
 }
 

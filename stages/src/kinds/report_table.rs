@@ -6,6 +6,7 @@
 
 use super::schema::{int, invalid, param, slot, usize_param};
 use crate::artifact::ImageSet;
+use crate::report::curves::{bounds, read_history, write_loss_plot, PALETTE};
 use crate::report::grid::write_class_grid;
 use crate::report::results::{read, Evaluation, FidResult, EVALUATION_FORMAT, FID_FORMAT};
 use crate::report::table::{csv, markdown, sort_rows, Row};
@@ -55,10 +56,16 @@ impl Stage for ReportTable {
                     true,
                     "labeled image sets to draw as sample grids",
                 ),
+                slot(
+                    "models",
+                    false,
+                    true,
+                    "trained models whose `history.csv` loss curves to plot (train-classifier's `model`)",
+                ),
             ],
             outputs: vec!["report".into()],
             resumable: false,
-            doc: "Table 1 style report: Markdown, CSV, sample grids, lineage of each row".into(),
+            doc: "Table 1 style report: Markdown, CSV, sample grids, loss curves, lineage of each row".into(),
         }
     }
 
@@ -89,7 +96,6 @@ impl Stage for ReportTable {
         }
         sort_rows(&mut rows);
         let title = ctx.param_str("title")?.to_string();
-        write(&out.join("table.md"), &markdown(&title, &rows))?;
         write(&out.join("table.csv"), &csv(&rows))?;
         let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
             "setting": r.label(), "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid,
@@ -98,6 +104,9 @@ impl Stage for ReportTable {
             &out.join("rows.json"),
             &serde_json::to_string_pretty(&lineage).expect("json"),
         )?;
+        let curves = loss_curves(ctx, &out)?;
+        let md = markdown(&title, &rows) + &curves;
+        write(&out.join("table.md"), &md)?;
         let per_class = usize_param(ctx, "grid_per_class")?;
         for a in ctx.inputs("samples").to_vec() {
             let set = ImageSet::open(&a.path).map_err(invalid)?;
@@ -108,6 +117,40 @@ impl Stage for ReportTable {
         ctx.log(format!("report with {} rows written", rows.len()));
         Ok(())
     }
+}
+
+/// Plots the `history.csv` of every bound model into `loss.png` and `curves.csv`; returns
+/// the Markdown legend (colours and axis ranges), empty without models.
+fn loss_curves(ctx: &mut StageContext, out: &std::path::Path) -> Result<String, StageError> {
+    let mut series = Vec::new();
+    for a in ctx.inputs("models") {
+        let path = artifact_file(a, "history.csv");
+        series.push((
+            a.producer.clone(),
+            read_history(&path).map_err(StageError::Invalid)?,
+        ));
+    }
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    write_loss_plot(&series, 800, 450, &out.join("loss.png")).map_err(StageError::Invalid)?;
+    let mut csv = String::from("series,step,loss\n");
+    let mut md = String::from("\n## Training loss (loss.png)\n\n| colour | model | steps | final loss |\n|---|---|---|---|\n");
+    for (k, (name, points)) in series.iter().enumerate() {
+        points
+            .iter()
+            .for_each(|(x, y)| csv += &format!("{name},{x},{y}\n"));
+        let last = points.last().map_or("–".into(), |p| format!("{:.4}", p.1));
+        md += &format!(
+            "| {} | {name} | {} | {last} |\n",
+            PALETTE[k % PALETTE.len()].0,
+            points.len()
+        );
+    }
+    let ((x0, x1), (y0, y1)) = bounds(&series);
+    md += &format!("\nx: step {x0} to {x1}; y: loss {y0:.4} to {y1:.4}.\n");
+    write(&out.join("curves.csv"), &csv)?;
+    Ok(md)
 }
 
 /// A result artifact is either the JSON file itself or a directory holding `name`.

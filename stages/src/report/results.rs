@@ -6,6 +6,55 @@ use std::path::Path;
 
 pub const EVALUATION_FORMAT: &str = "histodiff/evaluation";
 pub const FID_FORMAT: &str = "histodiff/fid";
+pub const PREDICTIONS_FORMAT: &str = "histodiff/predictions";
+
+/// A classifier's predictions on a test set, written by the classifier-training kinds
+/// and read by `histodiffusion/evaluate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Predictions {
+    pub format: String,
+    pub classes: Vec<String>,
+    /// True label of each test image, in test-set order.
+    pub truth: Vec<i64>,
+    pub predicted: Vec<i64>,
+    /// Test image sources (manifest items), for error analysis.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub train_real: Option<u64>,
+    #[serde(default)]
+    pub train_synthetic: Option<u64>,
+}
+
+impl Predictions {
+    /// The confusion matrix (rows = truth), refusing labels outside the classes.
+    pub fn confusion(&self) -> Result<Vec<Vec<u64>>, String> {
+        let k = self.classes.len();
+        if self.truth.len() != self.predicted.len() {
+            return Err(format!(
+                "{} true labels but {} predictions",
+                self.truth.len(),
+                self.predicted.len()
+            ));
+        }
+        let mut m = vec![vec![0u64; k]; k];
+        for (i, (&t, &p)) in self.truth.iter().zip(&self.predicted).enumerate() {
+            let (t, p) = (
+                usize::try_from(t).ok().filter(|&t| t < k),
+                usize::try_from(p).ok().filter(|&p| p < k),
+            );
+            match (t, p) {
+                (Some(t), Some(p)) => m[t][p] += 1,
+                _ => {
+                    return Err(format!(
+                        "test image {i}: label or prediction outside 0..{k}"
+                    ))
+                }
+            }
+        }
+        Ok(m)
+    }
+}
 
 /// Precision, recall (sensitivity), specificity and F1 averaged over classes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -45,7 +45,7 @@ fn num(v: Option<f64>) -> String {
 fn fid_text(fid: &Option<FidResult>) -> String {
     match fid {
         Some(FidResult { fid: Some(v), .. }) => format!("{v:.3}"),
-        Some(f) => f.status.clone(),
+        Some(_) => "n/c".into(),
         None => "–".into(),
     }
 }
@@ -98,6 +98,16 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
     );
     for row in rows {
         out += &format!("| {} |\n", cells(row).join(" | "));
+    }
+    let mut notes: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.fid.as_ref())
+        .filter(|f| f.fid.is_none())
+        .map(|f| f.status.as_str())
+        .collect();
+    notes.dedup();
+    for note in notes {
+        out += &format!("\nFID n/c = {note}\n");
     }
     out += "\n## Macro averages\n\n| setting | F1 | Sens | Spec | Precision |\n|---|---|---|---|---|\n";
     for row in rows {

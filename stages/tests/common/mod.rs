@@ -15,13 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-/// Events written by a stage, shared with the test.
+/// Events written by a stage, shared with the test; optionally raises the interrupt flag
+/// once a progress event reaches a given step (as a SIGTERM would).
 #[derive(Clone, Default)]
-pub struct EventLog(Arc<Mutex<Vec<u8>>>);
+pub struct EventLog(Arc<Mutex<Vec<u8>>>, Option<(u64, Arc<AtomicBool>)>);
 
 impl Write for EventLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
+        if let (Some((at, flag)), Ok(Event::Progress { step, .. })) =
+            (&self.1, serde_json::from_slice::<Event>(buf.trim_ascii()))
+        {
+            if step >= *at {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -78,7 +86,43 @@ pub fn run_stage(
             (*slot, arts)
         })
         .collect();
-    run_in(stage, dir, name, params, inputs, base)
+    run_in(stage, dir, name, params, inputs, base, None)
+}
+
+/// Options of [`run_with_options`].
+#[derive(Default)]
+pub struct Options {
+    /// Shared checkpoint directory (default: one per run).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Raise the interrupt flag once progress reaches this step.
+    pub interrupt_at: Option<u64>,
+}
+
+/// [`run_stage`] with a chosen checkpoint directory and a simulated interrupt.
+pub fn run_with_options(
+    stage: &dyn Stage,
+    dir: &Path,
+    name: &str,
+    params: Value,
+    inputs: &[(&str, Vec<PathBuf>)],
+    options: Options,
+) -> Ran {
+    let inputs = inputs
+        .iter()
+        .map(|(slot, paths)| {
+            let arts = paths
+                .iter()
+                .map(|p| InputArtifact {
+                    hash: ArtifactHash("0".repeat(64)),
+                    path: p.clone(),
+                    producer: "test".into(),
+                    coords: BTreeMap::new(),
+                })
+                .collect();
+            (*slot, arts)
+        })
+        .collect();
+    run_in(stage, dir, name, params, inputs, dir, Some(options))
 }
 
 /// [`run_stage`] with fully described input artifacts (producer, coordinates); the
@@ -90,7 +134,7 @@ pub fn run_stage_with(
     params: Value,
     inputs: Vec<(&str, Vec<InputArtifact>)>,
 ) -> Ran {
-    run_in(stage, dir, name, params, inputs, dir)
+    run_in(stage, dir, name, params, inputs, dir, None)
 }
 
 fn run_in(
@@ -100,7 +144,9 @@ fn run_in(
     params: Value,
     inputs: Vec<(&str, Vec<InputArtifact>)>,
     base: &Path,
+    options: Option<Options>,
 ) -> Ran {
+    let options = options.unwrap_or_default();
     let spec = stage.spec();
     let mut given: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
     let mut canonical = Map::new();
@@ -146,13 +192,20 @@ fn run_in(
         command: None,
         base_dir: base.to_path_buf(),
         work_dir: work_dir.clone(),
-        checkpoint_dir: work_dir.join("checkpoints"),
+        checkpoint_dir: options
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| work_dir.join("checkpoints")),
         objects_dir: dir.join("objects"),
         device: "cpu".into(),
         threads: 2,
     };
-    let log = EventLog::default();
-    let mut ctx = StageContext::new(job, Arc::new(AtomicBool::new(false)), Box::new(log.clone()));
+    let flag = Arc::new(AtomicBool::new(false));
+    let log = EventLog(
+        Arc::default(),
+        options.interrupt_at.map(|at| (at, flag.clone())),
+    );
+    let mut ctx = StageContext::new(job, flag, Box::new(log.clone()));
     let result = stage.run(&mut ctx);
     Ran {
         result,

@@ -1,0 +1,136 @@
+//! The trained-classifier artifact shared by `histodiffusion/train-classifier`,
+//! `histodiffusion/select` (centroid features) and anything that predicts with it:
+//! a directory with `model.safetensors` (ViT weights under timm/DINO names) and
+//! `classifier.json` (architecture, classes, input size and normalisation). Also the
+//! input pipeline: uint8 NCHW images → float, resized to the model's size, normalised.
+
+use super::schema::invalid;
+use crate::artifact::ImageBatch;
+use crate::models::vit::{VisionTransformer, VitConfig};
+use histodiff_engine::stage::StageError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "classifier.json";
+/// ImageNet statistics, as the official eval transforms (SPEC §8.2).
+pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// `classifier.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierConfig {
+    pub arch: String,
+    pub classes: Vec<String>,
+    pub image_size: i64,
+    pub patch_size: i64,
+    pub embed_dim: i64,
+    pub depth: i64,
+    pub num_heads: i64,
+}
+
+impl ClassifierConfig {
+    pub fn from_vit(arch: &str, classes: Vec<String>, c: &VitConfig) -> Self {
+        ClassifierConfig {
+            arch: arch.into(),
+            classes,
+            image_size: c.image_size,
+            patch_size: c.patch_size,
+            embed_dim: c.embed_dim,
+            depth: c.depth,
+            num_heads: c.num_heads,
+        }
+    }
+
+    pub fn vit(&self) -> VitConfig {
+        VitConfig {
+            image_size: self.image_size,
+            patch_size: self.patch_size,
+            embed_dim: self.embed_dim,
+            depth: self.depth,
+            num_heads: self.num_heads,
+            num_classes: self.classes.len() as i64,
+            ..VitConfig::base_16(self.classes.len() as i64)
+        }
+    }
+}
+
+/// `cpu`, `cuda`, `cuda:N` → a tch device.
+pub fn device_of(name: &str) -> Result<Device, StageError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| StageError::Invalid(format!("unknown device `{other}`"))),
+    }
+}
+
+/// Images `idx` of `batch` as a normalised float tensor (B, 3, size, size) on `device`
+/// (bilinear resize when the set's size differs from the model's).
+pub fn model_input(batch: &ImageBatch, idx: &[usize], size: i64, device: Device) -> Tensor {
+    let s = batch.image_size as i64;
+    let bytes: Vec<u8> = idx
+        .iter()
+        .flat_map(|&i| batch.image(i).iter().copied())
+        .collect();
+    let mut x = Tensor::from_slice(&bytes)
+        .view([idx.len() as i64, 3, s, s])
+        .to_device(device)
+        .to_kind(Kind::Float)
+        / 255.0;
+    if s != size {
+        x = x.upsample_bilinear2d([size, size], false, None, None);
+    }
+    let mean = Tensor::from_slice(&MEAN)
+        .to_kind(Kind::Float)
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    let std = Tensor::from_slice(&STD)
+        .to_kind(Kind::Float)
+        .view([1, 3, 1, 1])
+        .to_device(device);
+    (x - mean) / std
+}
+
+/// A classifier loaded for inference.
+pub struct LoadedClassifier {
+    pub config: ClassifierConfig,
+    pub model: VisionTransformer,
+    pub vs: nn::VarStore,
+}
+
+/// Loads a classifier artifact strictly (every key, every shape).
+pub fn load(dir: &Path, device: Device) -> Result<LoadedClassifier, StageError> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", cfg_path.display())))?;
+    let config: ClassifierConfig = serde_json::from_str(&text)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", cfg_path.display())))?;
+    let mut vs = nn::VarStore::new(device);
+    let model = VisionTransformer::new(&vs.root(), config.vit()).map_err(invalid)?;
+    crate::weights::load_strict(&mut vs, &dir.join(MODEL_FILE), |_| false)
+        .map_err(|e| StageError::Invalid(e.to_string()))?;
+    Ok(LoadedClassifier { config, model, vs })
+}
+
+/// Writes a classifier artifact into `dir`.
+pub fn save(dir: &Path, config: &ClassifierConfig, vs: &nn::VarStore) -> Result<(), StageError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", dir.display())))?;
+    vs.save(dir.join(MODEL_FILE))
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", dir.join(MODEL_FILE).display())))?;
+    let text = serde_json::to_string_pretty(config).expect("config serialises");
+    std::fs::write(dir.join(CONFIG_FILE), text)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", dir.display())))
+}
+
+/// Runs `f` on consecutive index batches of `0..n`.
+pub fn batches(n: usize, batch: usize) -> impl Iterator<Item = Vec<usize>> {
+    (0..n)
+        .step_by(batch.max(1))
+        .map(move |s| (s..(s + batch.max(1)).min(n)).collect())
+}
