@@ -5,8 +5,12 @@
 //!
 //! Usage: bench_models [--threads N] [--iters K] [--only NAME]
 
+use histodiff_stages::diffusion::{
+    ddim_sample, BetaSchedule, DdimSchedule, NoiseSchedule, SeededNoise,
+};
 use histodiff_stages::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use histodiff_stages::models::inception::{FidInceptionV3, InceptionConfig};
+use histodiff_stages::models::unet::{presets::tiny_unet, UNetModel};
 use histodiff_stages::models::vit::{VisionTransformer, VitConfig};
 use histodiff_stages::train::optim::{Adam, AdamConfig};
 use std::time::Instant;
@@ -91,6 +95,63 @@ fn ae_train_step(batch: i64, iters: usize) -> f64 {
     })
 }
 
+/// ᾱ_t of the official √β-linear schedule (0.0015 → 0.0155, T = 1000), f32.
+fn alphas_cumprod() -> Tensor {
+    let betas = Tensor::linspace(
+        0.0015f64.sqrt(),
+        0.0155f64.sqrt(),
+        1000,
+        (Kind::Double, Device::Cpu),
+    )
+    .square();
+    betas
+        .neg()
+        .g_add_scalar(1.0)
+        .cumprod(0, Kind::Double)
+        .to_kind(Kind::Float)
+}
+
+/// One ε-prediction step of the tiny UNet on 3×32×32 latents: t ~ U{0..999},
+/// z_t = √ᾱ z₀ + √(1−ᾱ) ε, L2 loss, backward, AdamW.
+fn unet_train_step(batch: i64, iters: usize) -> f64 {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let unet = UNetModel::new(&vs.root(), &tiny_unet()).expect("tiny UNet config is valid");
+    let mut opt = Adam::new(&vs, AdamConfig::adamw(5e-5, 0.01));
+    let ac = alphas_cumprod();
+    let z0 = Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu));
+    time(iters, || {
+        let t = Tensor::randint(1000, [batch], (Kind::Int64, Device::Cpu));
+        let eps = z0.randn_like();
+        let a = ac.index_select(0, &t).reshape([batch, 1, 1, 1]);
+        let zt = &z0 * a.sqrt() + &eps * a.neg().g_add_scalar(1.0).sqrt();
+        opt.zero_grad();
+        (unet.forward_t(&zt, &t, true) - &eps)
+            .square()
+            .mean(Kind::Float)
+            .backward();
+        opt.step();
+    })
+}
+
+/// Seconds per DDIM step of the tiny UNet: a 50-step, η = 0 run on a batch of latents.
+fn ddim_step_time(batch: i64, iters: usize) -> f64 {
+    const STEPS: usize = 50;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let unet = UNetModel::new(&vs.root(), &tiny_unet()).expect("tiny UNet config is valid");
+    let schedule =
+        NoiseSchedule::new(BetaSchedule::histodiffaug()).expect("official schedule is valid");
+    let ddim = DdimSchedule::uniform(&schedule, STEPS, 0.0).expect("50 steps fit T = 1000");
+    let x_t = Tensor::randn([batch, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let _guard = tch::no_grad_guard();
+    let run = time(iters, || {
+        let mut eps_model = |x: &Tensor, t: &Tensor| unet.forward(x, t);
+        let mut noise = SeededNoise::new(0);
+        let _ =
+            ddim_sample(&ddim, &x_t, &mut eps_model, None, &mut noise).expect("shapes are valid");
+    });
+    run / STEPS as f64
+}
+
 /// FID Inception pool3 of a batch of 64² images (resized to 299² inside).
 fn inception_pool3(batch: i64, iters: usize) -> f64 {
     let vs = nn::VarStore::new(Device::Cpu);
@@ -121,6 +182,11 @@ fn main() {
             Box::new(|n| vit_train_step(VitConfig::small_16(9), 2, n)),
         ),
         ("ae_tiny_train_step_b4", Box::new(|n| ae_train_step(4, n))),
+        (
+            "unet_tiny_train_step_b4",
+            Box::new(|n| unet_train_step(4, n)),
+        ),
+        ("ddim_tiny_step_b4", Box::new(|n| ddim_step_time(4, n))),
         (
             "fid_inception_pool3_b2",
             Box::new(|n| inception_pool3(2, n)),
