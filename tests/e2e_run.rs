@@ -191,3 +191,24 @@ stages:
     p.run(&["run", pipeline]).expect_code(0);
     assert_eq!(p.run(&["cat", "gen"]).expect_code(0).stdout, "two\n");
 }
+
+#[test]
+fn a_command_sees_only_its_allocation() {
+    let p = Project::new();
+    let yaml = r#"
+version: 1
+settings: { device: cpu }
+stages:
+  env:
+    uses: command
+    run: "echo gpus=[$CUDA_VISIBLE_DEVICES] threads=$OMP_NUM_THREADS > ${outs.o}"
+    outs: { o: o.txt }
+    resources: { cpus: 1, gpus: 1 }
+"#;
+    let pipeline = p.pipeline(yaml);
+    let mut cmd = p.command(&["run", pipeline.to_str().unwrap()]);
+    cmd.env("CUDA_VISIBLE_DEVICES", "0,1");
+    assert!(cmd.status().unwrap().success());
+    let out = p.run(&["cat", "env"]).expect_code(0).stdout;
+    assert_eq!(out, "gpus=[] threads=1\n", "device: cpu hides every GPU");
+}

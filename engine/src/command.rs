@@ -23,12 +23,16 @@ use std::time::Duration;
 const STDERR_TAIL_LINES: usize = 20;
 
 /// The `command` kind's implementation.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CommandStage {
     /// Kill the command when the thread that started it dies (set inside a worker
     /// process, whose death must not leave the command running; never in the
     /// orchestrator, whose blocking threads come and go).
     pub die_with_parent: bool,
+    /// Environment the command gets on top of this process's: set when the command runs
+    /// inside the orchestrator, whose own environment is not the execution's
+    /// (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS of the allocation).
+    pub env: Vec<(String, String)>,
 }
 
 impl Stage for CommandStage {
@@ -51,7 +55,7 @@ impl Stage for CommandStage {
         link_deps(&spec, &ctx.job.base_dir, &run_dir)?;
         let outs = out_paths(&spec, &run_dir)?;
         let line = interpolate(&spec.run, &input_paths(ctx), &outs)?;
-        run_shell(ctx, &line, &run_dir, self.die_with_parent)?;
+        run_shell(ctx, &line, &run_dir, self)?;
         collect_outs(ctx, &spec, &outs)
     }
 }
@@ -178,7 +182,7 @@ fn run_shell(
     ctx: &mut StageContext,
     line: &str,
     run_dir: &Path,
-    die_with_parent: bool,
+    stage: &CommandStage,
 ) -> Result<(), StageError> {
     let work = &ctx.job.work_dir;
     // One log for both streams (as a terminal would interleave them): its tail explains
@@ -190,7 +194,7 @@ fn run_shell(
         .map_err(|e| io_error("open", &stderr_path, e))?;
     let mut shell = Command::new("sh");
     shell.process_group(0);
-    if die_with_parent {
+    if stage.die_with_parent {
         // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
         unsafe {
             shell.pre_exec(|| {
@@ -208,6 +212,7 @@ fn run_shell(
         .stderr(stderr)
         .env("HISTODIFF_WORK_DIR", work)
         .env("HISTODIFF_BASE_DIR", &ctx.job.base_dir)
+        .envs(stage.env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .map_err(|e| StageError::msg(format!("cannot start `sh`: {e}")))?;
     ctx.log(format!("$ {line}"));

@@ -34,6 +34,7 @@ pub fn run_worker(job_file: &Path, stages: &[Box<dyn Stage>]) -> i32 {
     let interrupt = install_signal_handlers();
     let command = CommandStage {
         die_with_parent: true,
+        env: Vec::new(),
     };
     let (code, result) = run_job(
         &job,

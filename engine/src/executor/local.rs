@@ -67,6 +67,7 @@ impl LocalExecutor {
         });
         let interrupt = Arc::new(AtomicBool::new(false));
         let flag = interrupt.clone();
+        let env = allocation_env(&s.allocation);
         let writer = SinkWriter {
             sink: events,
             line: Vec::new(),
@@ -74,6 +75,7 @@ impl LocalExecutor {
         let run = tokio::task::spawn_blocking(move || {
             let command = CommandStage {
                 die_with_parent: false,
+                env,
             };
             let (code, result) = run_job(&job, &[], &command, flag, Box::new(writer));
             write_result(&job, &result).map(|_| code)
@@ -112,16 +114,11 @@ impl LocalExecutor {
                 source,
             }
         })?;
-        let threads = s.allocation.threads.max(1).to_string();
-        let gpus: Vec<String> = s.allocation.gpus.iter().map(u32::to_string).collect();
         let mut cmd = Command::new(&self.program);
         cmd.arg("worker")
             .arg(&s.job_file)
             .current_dir(&s.work_dir)
-            .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
-            .env("OMP_NUM_THREADS", &threads)
-            .env("MKL_NUM_THREADS", &threads)
-            .env("HISTODIFF_THREADS", &threads)
+            .envs(allocation_env(&s.allocation))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -195,6 +192,18 @@ impl Executor for LocalExecutor {
             log_tail: stderr_tail(&s.work_dir.join("worker.log")),
         })
     }
+}
+
+/// What a worker (or an in-process command) may use: only its GPUs, its thread count.
+fn allocation_env(a: &super::Allocation) -> Vec<(String, String)> {
+    let threads = a.threads.max(1).to_string();
+    let gpus: Vec<String> = a.gpus.iter().map(u32::to_string).collect();
+    vec![
+        ("CUDA_VISIBLE_DEVICES".into(), gpus.join(",")),
+        ("OMP_NUM_THREADS".into(), threads.clone()),
+        ("MKL_NUM_THREADS".into(), threads.clone()),
+        ("HISTODIFF_THREADS".into(), threads),
+    ]
 }
 
 /// Hands each JSON line an in-process stage writes to the sink as an event.
