@@ -151,3 +151,28 @@ fn overrides_replace_file_settings() {
     assert_eq!(plan.settings.store, "/tmp/elsewhere");
     assert_eq!(plan.settings.salt, "x");
 }
+
+/// Every element of a list of paths is external data: its content must enter the key,
+/// so each is recorded under `name.N`, resolved against the pipeline directory.
+#[test]
+fn list_of_paths_are_external_data() {
+    let yaml = "version: 1\nname: t\nstages:\n  pre:\n    uses: data/images\n    with: { paths: [a/x, /abs/y] }\n";
+    let file = std::path::Path::new("/work/p/pipeline.yaml");
+    let plan = spec::load_str(
+        yaml,
+        file,
+        &spec_support::registry(),
+        &SettingsOverrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("should resolve: {e}"));
+    let ext = &plan.instances[0].external_paths;
+    assert_eq!(
+        ext.get("paths.0").map(|p| p.display().to_string()),
+        Some("/work/p/a/x".into())
+    );
+    assert_eq!(
+        ext.get("paths.1").map(|p| p.display().to_string()),
+        Some("/abs/y".into())
+    );
+    assert_eq!(ext.len(), 2);
+}

@@ -17,6 +17,32 @@ pub struct CheckedParams {
     pub external_paths: BTreeMap<String, PathBuf>,
 }
 
+/// Records the absolute path of a `path` param under its name, and of each element of a
+/// list of paths under `name.N`, so that the content of every external file enters the key.
+fn record_external_paths(
+    key: &str,
+    ty: &ParamType,
+    value: &serde_json::Value,
+    base_dir: &Path,
+    external: &mut BTreeMap<String, PathBuf>,
+) {
+    match (ty, value) {
+        (ParamType::Path, serde_json::Value::String(p)) => {
+            external.insert(key.to_string(), absolute(base_dir, Path::new(p)));
+        }
+        (ParamType::List { item }, serde_json::Value::Array(items))
+            if matches!(**item, ParamType::Path) =>
+        {
+            for (i, p) in items.iter().enumerate() {
+                if let serde_json::Value::String(p) = p {
+                    external.insert(format!("{key}.{i}"), absolute(base_dir, Path::new(p)));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Checks interpolated `with:` entries (key, key position, value) against `kind`.
 pub fn check(
     kind: &KindSpec,
@@ -37,10 +63,7 @@ pub fn check(
         let Some(v) = typed(spec, &spec.ty, value, kctx, diag) else {
             continue;
         };
-        if let (ParamType::Path, serde_json::Value::String(p)) = (&spec.ty, &v) {
-            out.external_paths
-                .insert(key.clone(), absolute(base_dir, Path::new(p)));
-        }
+        record_external_paths(key, &spec.ty, &v, base_dir, &mut out.external_paths);
         out.params.insert(key.clone(), v);
     }
     for spec in &kind.params {
