@@ -6,4 +6,5 @@ pub mod kinds;
 pub mod losses;
 pub mod models;
 pub mod report;
+pub mod training;
 pub mod weights;

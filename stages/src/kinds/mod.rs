@@ -8,6 +8,8 @@ pub mod npy;
 pub mod report_table;
 pub mod schema;
 pub mod subset;
+pub mod train_autoencoder;
+pub mod train_common;
 
 use histodiff_engine::stage::Stage;
 
@@ -20,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(npy::Npy),
         Box::new(subset::Subset),
         Box::new(report_table::ReportTable),
+        Box::new(train_autoencoder::TrainAutoencoder),
     ]
 }
 
