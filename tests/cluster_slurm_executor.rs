@@ -101,7 +101,7 @@ fn sink(
     let job = Arc::new(Mutex::new(None::<String>));
     Arc::new(move |e: ExecutorEvent| {
         if let ExecutorEvent::Started { worker_id, .. } = &e {
-            *job.lock().unwrap() = Some(worker_id.clone());
+            *job.lock().unwrap() = worker_id.strip_prefix("slurm:").map(str::to_string);
         }
         on_event(&e, job.lock().unwrap().as_deref());
         seen.lock().unwrap().push(e);
@@ -142,7 +142,9 @@ async fn a_job_runs_with_its_resources_environment_and_events() {
     );
     let seen = seen.lock().unwrap();
     let id = seen.iter().find_map(|e| match e {
-        ExecutorEvent::Started { worker_id, host } => Some((worker_id.clone(), host.clone())),
+        ExecutorEvent::Started { worker_id, host } => {
+            Some((worker_id.strip_prefix("slurm:")?.to_string(), host.clone()))
+        }
         _ => None,
     });
     let (id, host) = id.expect("a Started event with the job id");

@@ -2,11 +2,15 @@
 //! validated plan, hashes stages by content, keeps artifacts in a store, and runs stages in
 //! worker processes. It never links libtorch: it knows stages through the [`registry`].
 
+pub mod command;
+pub mod executor;
 pub mod fingerprint;
 pub mod hash;
 pub mod plan;
 pub mod protocol;
 pub mod registry;
+pub mod scheduler;
 pub mod spec;
 pub mod stage;
 pub mod store;
+pub mod worker;

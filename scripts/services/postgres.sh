@@ -27,9 +27,15 @@ histodiff_pg_install() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq || { histodiff_pg_fail "apt-get update failed"; return 1; }
-  # policy-rc.d 101 stops the package from starting the distribution's own cluster.
-  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq \
-    postgresql postgresql-client >/dev/null || { histodiff_pg_fail "apt-get install postgresql failed"; return 1; }
+  # No init system here: keep the package from starting the distribution's own cluster.
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" && made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql postgresql-client >/dev/null
+  local rc=$?
+  [ "$made_policy" -eq 1 ] && $sudo rm -f "$policy"
+  [ "$rc" -eq 0 ] || { histodiff_pg_fail "apt-get install postgresql failed"; return 1; }
   histodiff_pg_bindir >/dev/null || { histodiff_pg_fail "no initdb under /usr/lib/postgresql after install"; return 1; }
 }
 
@@ -84,10 +90,16 @@ histodiff_pg_main() {
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
   services="${HISTODIFF_SERVICES_DIR:-$root/target/services}"
   port="${HISTODIFF_PG_PORT:-55432}"
+  histodiff_pg_install || return 1
+  mkdir -p "$services/pg"
+  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$services"; then
+    # A checkout under /root (mode 700) is out of the postgres user's reach.
+    services="/var/tmp/histodiff-services-$(printf '%s' "$root" | md5sum | cut -c1-8)"
+    mkdir -p "$services/pg"
+    echo "postgres.sh: ${HISTODIFF_SERVICES_DIR:-$root/target/services} is out of the postgres user's reach; data in $services/pg" >&2
+  fi
   data="$services/pg/data"
   sock="$services/pg/run"
-  mkdir -p "$services/pg"
-  histodiff_pg_install || return 1
   bindir="$(histodiff_pg_bindir)"
   histodiff_pg_init "$bindir" "$data" || return 1
   histodiff_pg_start "$bindir" "$data" "$port" "$sock" || return 1

@@ -2,9 +2,12 @@
 
 pub mod artifact;
 pub mod data;
+pub mod diffusion;
 pub mod kinds;
 pub mod losses;
+pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod train;
 pub mod training;
 pub mod weights;

@@ -21,12 +21,17 @@ pub use query::{JobState, SlurmError};
 use super::{Cancel, EventSink, Executor, ExecutorError, ExecutorEvent, Submission, WorkerExit};
 use crate::command::stderr_tail;
 use crate::protocol::{exit, Event};
+use crate::scheduler::resources::Capacity;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tail::LineTail;
 use tokio::sync::watch;
+
+/// `Started.worker_id` of a Slurm job is `slurm:<jobid>` (a bare number is a local pid):
+/// the scheduler records the id in `executions.slurm_job_id`.
+pub const SLURM_WORKER_PREFIX: &str = "slurm:";
 
 /// How often the exit file and the stdout file are looked at.
 const TICK: Duration = Duration::from_millis(200);
@@ -274,7 +279,7 @@ impl JobWatch {
         if !self.started {
             self.started = true;
             events(ExecutorEvent::Started {
-                worker_id: self.id.clone(),
+                worker_id: format!("{SLURM_WORKER_PREFIX}{}", self.id),
                 host: self.node.clone(),
             });
         }
@@ -368,6 +373,19 @@ impl JobWatch {
             instance: self.instance.clone(),
             message: format!("Slurm job {}: {message}", self.id),
         }
+    }
+}
+
+/// What the scheduler may hand out when executions go to Slurm: `jobs` in the queue at
+/// once, each with what its `resources:` ask (the cluster, not this machine, decides where
+/// they fit; the GPU ids are placeholders that become `--gres=gpu:N`).
+pub fn cluster_capacity(jobs: usize) -> Capacity {
+    let jobs = jobs.max(1);
+    Capacity {
+        jobs,
+        cpus: jobs * 1024,
+        gpus: (0..(jobs * 64) as u32).collect(),
+        memory: None,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::protocol::ArtifactKind;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,7 +69,6 @@ struct ScannedFile {
 }
 
 struct Scan {
-    root: PathBuf,
     kind: ArtifactKind,
     /// For a directory: the manifest with placeholder file hashes, in canonical order.
     manifest: Option<Manifest>,
@@ -109,20 +108,19 @@ fn scan(root: &Path) -> Result<Scan, HashError> {
     if kind == ArtifactKind::File {
         let files = vec![scanned(root, &meta)?];
         return Ok(Scan {
-            root: root.to_path_buf(),
             kind,
             manifest: None,
             files,
         });
     }
     let mut files = Vec::new();
-    let placeholder = ArtifactHash(String::new());
+    // Until the hashes are known, each file entry holds its index into `files` (see
+    // `fill_hashes`), which spares a 100,000-entry path map.
     let manifest = walk_manifest::<HashError>(root, |p, m| {
         files.push(scanned(p, m)?);
-        Ok(placeholder.clone())
+        Ok(ArtifactHash((files.len() - 1).to_string()))
     })?;
     Ok(Scan {
-        root: root.to_path_buf(),
         kind,
         manifest: Some(manifest),
         files,
@@ -136,7 +134,7 @@ fn hash_missing(
     hasher: FileHasher,
 ) -> Result<Hashed, HashError> {
     let racy_after = now_ns() - RACY_WINDOW.as_nanos() as i64;
-    let mut by_path: HashMap<String, ArtifactHash> = HashMap::with_capacity(scan.files.len());
+    let mut hashes: Vec<ArtifactHash> = Vec::with_capacity(scan.files.len());
     let mut fresh = Vec::new();
     let mut files_read = 0;
     for f in &scan.files {
@@ -160,20 +158,20 @@ fn hash_missing(
                 hash
             }
         };
-        by_path.insert(f.path.clone(), hash);
+        hashes.push(hash);
     }
     let result = match scan.manifest {
         None => {
             let f = &scan.files[0];
             ExternalHash {
-                hash: by_path[&f.path].clone(),
+                hash: hashes.swap_remove(0),
                 kind: scan.kind,
                 size: f.size,
                 files_read,
             }
         }
         Some(manifest) => {
-            let manifest = fill_hashes(manifest, &scan.root, &by_path);
+            let manifest = fill_hashes(manifest, &hashes)?;
             ExternalHash {
                 hash: manifest.hash(),
                 kind: scan.kind,
@@ -185,18 +183,17 @@ fn hash_missing(
     Ok(Hashed { result, fresh })
 }
 
-fn fill_hashes(
-    mut manifest: Manifest,
-    root: &Path,
-    by_path: &HashMap<String, ArtifactHash>,
-) -> Manifest {
+/// Replaces each file entry's index placeholder with the file's hash.
+fn fill_hashes(mut manifest: Manifest, hashes: &[ArtifactHash]) -> Result<Manifest, HashError> {
     for entry in &mut manifest.entries {
-        if entry.hash.is_some() {
-            let full = root.join(&entry.path);
-            entry.hash = by_path.get(full.to_str().unwrap_or_default()).cloned();
+        if let Some(index) = &entry.hash {
+            let hash = index.0.parse::<usize>().ok().and_then(|i| hashes.get(i));
+            let hash =
+                hash.ok_or_else(|| HashError::BadManifest(format!("lost {}", entry.path)))?;
+            entry.hash = Some(hash.clone());
         }
     }
-    manifest
+    Ok(manifest)
 }
 
 fn now_ns() -> i64 {

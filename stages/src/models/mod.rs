@@ -3,5 +3,10 @@
 
 pub mod autoencoder;
 pub mod discriminator;
+pub mod inception;
+pub mod inception_blocks;
 pub mod lpips;
 pub mod torch_init;
+pub mod unet;
+pub mod vit;
+pub mod vit_block;

@@ -1,0 +1,256 @@
+//! The local executor: each execution is a child process `histodiff worker JOB` of the
+//! orchestrator, in its own process group (so a terminal Ctrl-C reaches the orchestrator,
+//! which decides what the workers get). Stdout carries events; stderr goes to
+//! `work_dir/worker.log`.
+//!
+//! A `command` job is run in the orchestrator instead (on a blocking thread): its program
+//! is a process of its own, so a crash there cannot touch the orchestrator, and starting a
+//! libtorch-linked worker for a one-line shell command would cost more than the command.
+//! `HISTODIFF_INLINE_COMMANDS=0` sends commands through worker processes too.
+
+use super::{Cancel, EventSink, Executor, ExecutorError, ExecutorEvent, Submission, WorkerExit};
+use crate::command::{stderr_tail, CommandStage};
+use crate::protocol::{Event, Job};
+use crate::registry::COMMAND_KIND;
+use crate::worker::{read_job, run_job, write_result};
+use async_trait::async_trait;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+/// Runs workers on this machine.
+pub struct LocalExecutor {
+    /// The `histodiff` binary (the orchestrator's own executable).
+    pub program: PathBuf,
+    /// Run `command` jobs in this process (see the module doc).
+    pub inline_commands: bool,
+}
+
+impl LocalExecutor {
+    pub fn new(program: PathBuf) -> Self {
+        let inline_commands = std::env::var("HISTODIFF_INLINE_COMMANDS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
+        LocalExecutor {
+            program,
+            inline_commands,
+        }
+    }
+
+    /// The job, if it is a `command` job this executor runs in-process.
+    fn inline_job(&self, s: &Submission) -> Option<Job> {
+        if !self.inline_commands {
+            return None;
+        }
+        read_job(&s.job_file)
+            .ok()
+            .filter(|job| job.kind == COMMAND_KIND)
+    }
+
+    /// Runs a `command` job on a blocking thread; cancellation raises its interrupt flag.
+    async fn execute_inline(
+        &self,
+        s: &Submission,
+        job: Job,
+        events: EventSink,
+        mut cancel: watch::Receiver<Cancel>,
+    ) -> Result<WorkerExit, ExecutorError> {
+        events(ExecutorEvent::Started {
+            worker_id: std::process::id().to_string(),
+            host: hostname(),
+        });
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        let writer = SinkWriter {
+            sink: events,
+            line: Vec::new(),
+        };
+        let run = tokio::task::spawn_blocking(move || {
+            let command = CommandStage {
+                die_with_parent: false,
+            };
+            let (code, result) = run_job(&job, &[], &command, flag, Box::new(writer));
+            write_result(&job, &result).map(|_| code)
+        });
+        tokio::pin!(run);
+        let joined = loop {
+            tokio::select! {
+                joined = &mut run => break joined,
+                changed = cancel.changed() => {
+                    if changed.is_err() {
+                        cancel = watch::channel(Cancel::Keep).1;
+                    } else if *cancel.borrow() != Cancel::Keep {
+                        interrupt.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        };
+        let lost = |message: String| ExecutorError::Lost {
+            instance: s.instance.clone(),
+            message,
+        };
+        let code = joined
+            .map_err(|e| lost(e.to_string()))?
+            .map_err(|e| lost(format!("cannot write the result: {e}")))?;
+        Ok(WorkerExit {
+            code: Some(code),
+            signal: None,
+            log_tail: String::new(),
+        })
+    }
+
+    fn command(&self, s: &Submission) -> Result<Command, ExecutorError> {
+        let log = std::fs::File::create(s.work_dir.join("worker.log")).map_err(|source| {
+            ExecutorError::Spawn {
+                instance: s.instance.clone(),
+                source,
+            }
+        })?;
+        let threads = s.allocation.threads.max(1).to_string();
+        let gpus: Vec<String> = s.allocation.gpus.iter().map(u32::to_string).collect();
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("worker")
+            .arg(&s.job_file)
+            .current_dir(&s.work_dir)
+            .env("CUDA_VISIBLE_DEVICES", gpus.join(","))
+            .env("OMP_NUM_THREADS", &threads)
+            .env("MKL_NUM_THREADS", &threads)
+            .env("HISTODIFF_THREADS", &threads)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    async fn execute(
+        &self,
+        s: &Submission,
+        events: EventSink,
+        mut cancel: watch::Receiver<Cancel>,
+    ) -> Result<WorkerExit, ExecutorError> {
+        if let Some(job) = self.inline_job(s) {
+            return self.execute_inline(s, job, events, cancel).await;
+        }
+        let mut child = self
+            .command(s)?
+            .spawn()
+            .map_err(|source| ExecutorError::Spawn {
+                instance: s.instance.clone(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0) as i32;
+        events(ExecutorEvent::Started {
+            worker_id: pid.to_string(),
+            host: hostname(),
+        });
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut reading = true;
+        let mut sent = Cancel::Keep;
+        let status = loop {
+            tokio::select! {
+                line = lines.next_line(), if reading => match line {
+                    Ok(Some(line)) => events(ExecutorEvent::Worker(parse_event(&line))),
+                    _ => reading = false,
+                },
+                changed = cancel.changed() => {
+                    let wanted = *cancel.borrow();
+                    if changed.is_err() || wanted <= sent {
+                        // Sender gone or nothing new: keep waiting for the worker.
+                        if changed.is_err() { cancel = watch::channel(sent).1; }
+                        continue;
+                    }
+                    sent = wanted;
+                    signal_group(pid, wanted);
+                }
+                status = child.wait() => break status,
+            }
+        };
+        // Drain what the worker printed before it exited.
+        while let Ok(Some(line)) = lines.next_line().await {
+            events(ExecutorEvent::Worker(parse_event(&line)));
+        }
+        let status = status.map_err(|e| ExecutorError::Lost {
+            instance: s.instance.clone(),
+            message: e.to_string(),
+        })?;
+        if status.signal().is_some() {
+            // A killed worker may leave children (a command's shell) behind.
+            signal_group(pid, Cancel::Kill);
+        }
+        Ok(WorkerExit {
+            code: status.code(),
+            signal: status.signal(),
+            log_tail: stderr_tail(&s.work_dir.join("worker.log")),
+        })
+    }
+}
+
+/// Hands each JSON line an in-process stage writes to the sink as an event.
+struct SinkWriter {
+    sink: EventSink,
+    line: Vec<u8>,
+}
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.line).into_owned();
+                (self.sink)(ExecutorEvent::Worker(parse_event(&line)));
+                self.line.clear();
+            } else {
+                self.line.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stdout line as an event; anything that is not one becomes a log line.
+fn parse_event(line: &str) -> Event {
+    serde_json::from_str(line).unwrap_or_else(|_| Event::Log {
+        level: "info".into(),
+        message: line.to_string(),
+    })
+}
+
+fn signal_group(pid: i32, cancel: Cancel) {
+    let signal = match cancel {
+        Cancel::Keep => return,
+        Cancel::Interrupt => libc::SIGINT,
+        Cancel::Kill => libc::SIGKILL,
+    };
+    if pid > 0 {
+        // SAFETY: kill(2) on the worker's own process group.
+        unsafe { libc::kill(-pid, signal) };
+    }
+}
+
+/// This machine's name, for the executions table.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".into()
+    }
+}

@@ -1,0 +1,372 @@
+//! The orchestrator's scheduler: walks the plan in dependency order, computes each
+//! instance's stage key once its upstreams' output hashes are known, skips what the store
+//! already holds (looked up in batches), and runs the rest under resource limits. The main
+//! loop reads like the node runner it implements: deps known → key → cached? → reserve →
+//! execute → record. Identical keys run once per run (later instances wait on the first)
+//! and once across concurrent runs (a reservation in the store). A failure stops only its
+//! dependents; Ctrl-C stops scheduling, interrupts workers and waits for them.
+
+pub mod execution;
+pub mod keys;
+pub mod observer;
+pub mod preview;
+pub mod resources;
+mod state;
+
+use crate::executor::{Cancel, Executor};
+use crate::hash::StageKey;
+use crate::plan::Plan;
+use crate::store::{Holder, NewExecution, NewRun, RunId, RunStatus, Store};
+use execution::{ExecutionEnd, Launch, RunContext};
+use keys::{ExternalHashes, Outputs};
+use observer::{InstanceOutcome, Observer, RunEvent};
+use resources::{Capacity, ResourcePool};
+use state::RunState;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What a run did, for the summary line and the exit code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_id: RunId,
+    pub executed: usize,
+    pub cached: usize,
+    /// Instance → error.
+    pub failed: Vec<(String, String)>,
+    pub skipped: usize,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("store error: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl RunSummary {
+    fn new(run_id: RunId) -> Self {
+        RunSummary {
+            run_id,
+            executed: 0,
+            cached: 0,
+            failed: Vec::new(),
+            skipped: 0,
+            interrupted: false,
+        }
+    }
+}
+
+/// How often reserved keys are marked alive (well inside the store's stale timeout).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Keeps this run's reservations alive while their executions run.
+async fn heartbeat(ctx: Arc<RunContext>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let keys: Vec<StageKey> = ctx
+            .reserved
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            if let Err(e) = ctx.store.heartbeat(&keys, &ctx.holder).await {
+                tracing::warn!("cannot refresh reservations: {e}");
+            }
+        }
+    }
+}
+
+/// Everything a run needs.
+pub struct Scheduler {
+    pub plan: Arc<Plan>,
+    pub store: Arc<dyn Store>,
+    pub executor: Arc<dyn Executor>,
+    pub observer: Arc<dyn Observer>,
+    pub capacity: Capacity,
+}
+
+impl Scheduler {
+    /// Runs the plan to the end (or until `shutdown` asks to stop).
+    pub async fn run(
+        self,
+        shutdown: watch::Receiver<Cancel>,
+    ) -> Result<RunSummary, SchedulerError> {
+        let new_run = NewRun {
+            pipeline: self.plan.name.clone(),
+            file: self.plan.pipeline_file.display().to_string(),
+            host: crate::store::liveness::hostname(),
+            pid: std::process::id() as i64,
+        };
+        let run_id = self.store.begin_run(&new_run).await?;
+        let externals = execution::hash_externals(&self.store, &self.plan).await;
+        let ctx = Arc::new(RunContext {
+            plan: self.plan.clone(),
+            store: self.store.clone(),
+            executor: self.executor.clone(),
+            observer: self.observer.clone(),
+            run_id,
+            holder: Holder::this_process(Some(run_id)),
+            reserved: Default::default(),
+        });
+        let heartbeat = tokio::spawn(heartbeat(ctx.clone()));
+        let mut lp = Loop {
+            state: RunState::new(&self.plan),
+            pool: ResourcePool::new(self.capacity),
+            queue: VecDeque::new(),
+            tasks: JoinSet::new(),
+            cancel: watch::channel(Cancel::Keep).0,
+            summary: RunSummary::new(run_id),
+            ctx,
+            externals,
+        };
+        let result = lp.drive(shutdown).await;
+        heartbeat.abort();
+        let status = match (
+            &result,
+            lp.summary.interrupted,
+            lp.summary.failed.is_empty(),
+        ) {
+            (Err(_), _, _) => RunStatus::Failed,
+            (_, true, _) => RunStatus::Interrupted,
+            (_, _, false) => RunStatus::Failed,
+            _ => RunStatus::Succeeded,
+        };
+        self.store.finish_run(run_id, status).await?;
+        result.map(|_| lp.summary)
+    }
+}
+
+/// The scheduler's mutable state during one run.
+struct Loop {
+    state: RunState,
+    pool: ResourcePool,
+    /// Keys to execute, in plan order, with the instance that leads each.
+    queue: VecDeque<Launch>,
+    tasks: JoinSet<(Launch, ExecutionEnd)>,
+    cancel: watch::Sender<Cancel>,
+    summary: RunSummary,
+    ctx: Arc<RunContext>,
+    externals: Result<ExternalHashes, (std::path::PathBuf, String)>,
+}
+
+impl Loop {
+    async fn drive(&mut self, mut shutdown: watch::Receiver<Cancel>) -> Result<(), SchedulerError> {
+        let mut stopping = false;
+        loop {
+            if !stopping {
+                self.resolve_ready().await?;
+                self.launch();
+            }
+            if self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = self.tasks.join_next() => {
+                    if let Some(joined) = joined {
+                        self.finish(joined, stopping);
+                    }
+                }
+                changed = shutdown.changed(), if *self.cancel.borrow() != Cancel::Kill => {
+                    let level = if changed.is_ok() { *shutdown.borrow() } else { Cancel::Kill };
+                    stopping = true;
+                    self.summary.interrupted = true;
+                    self.skip_queued("the run was interrupted");
+                    let _ = self.cancel.send(level);
+                }
+            }
+        }
+        if stopping {
+            self.skip_queued("the run was interrupted");
+        }
+        self.summary.skipped += self.state.skip_unfinished(&*self.ctx.observer, stopping);
+        Ok(())
+    }
+
+    /// Computes keys for every instance whose upstreams are known, looks them up in one
+    /// batch, and either takes the cached outputs (which may make more instances ready) or
+    /// queues an execution. Repeats until nothing new becomes ready.
+    async fn resolve_ready(&mut self) -> Result<(), SchedulerError> {
+        loop {
+            let ready = self.state.take_ready();
+            if ready.is_empty() {
+                return Ok(());
+            }
+            let externals = match &self.externals {
+                Ok(x) => x,
+                Err((path, e)) => {
+                    let message = format!("cannot hash {}: {e}", path.display());
+                    for i in ready {
+                        self.fail(i, message.clone());
+                    }
+                    continue;
+                }
+            };
+            let keyed = self.state.key_all(&self.ctx.plan, &ready, externals);
+            let keys: Vec<StageKey> = keyed.iter().map(|(_, fp)| fp.key()).collect();
+            let cached = self.ctx.store.cached_many(&keys).await?;
+            let mut hits = Vec::new();
+            for ((i, fingerprint), key) in keyed.into_iter().zip(keys) {
+                match cached.get(&key) {
+                    Some(hit) => {
+                        self.summary.cached += 1;
+                        hits.push((self.new_execution(i, &key, &fingerprint), hit.execution_id));
+                        self.state
+                            .resolve(i, Arc::new(execution::hashes_of(&hit.outputs)));
+                        self.ctx.observer.on(RunEvent::Finished {
+                            instance: self.ctx.plan.instances[i].name.clone(),
+                            outcome: InstanceOutcome::Cached,
+                        });
+                    }
+                    None => {
+                        if self.state.join_in_flight(i, &key) {
+                            continue;
+                        }
+                        self.queue.push_back(Launch {
+                            instance: i,
+                            key,
+                            fingerprint,
+                            attempt: 1,
+                        });
+                    }
+                }
+            }
+            if !hits.is_empty() {
+                self.ctx.store.record_cache_hits(&hits).await?;
+            }
+        }
+    }
+
+    /// The execution row of instance `i` (for a cache-hit row, its fingerprint is the
+    /// source's, which equals this one since the keys are equal).
+    fn new_execution(
+        &self,
+        i: usize,
+        key: &StageKey,
+        fingerprint: &crate::fingerprint::Fingerprint,
+    ) -> NewExecution {
+        let inst = &self.ctx.plan.instances[i];
+        NewExecution {
+            run_id: self.ctx.run_id,
+            stage_key: key.clone(),
+            stage: inst.stage.clone(),
+            instance: inst.name.clone(),
+            kind: inst.kind.clone(),
+            kind_version: inst.kind_version,
+            attempt: 1,
+            fingerprint: fingerprint.canonical_json(),
+        }
+    }
+
+    /// Starts every queued execution that fits in the free resources, in plan order.
+    fn launch(&mut self) {
+        let mut waiting = VecDeque::new();
+        while let Some(launch) = self.queue.pop_front() {
+            let ask = &self.ctx.plan.instances[launch.instance].resources;
+            match self.pool.try_acquire(ask) {
+                Some(allocation) => {
+                    let ctx = self.ctx.clone();
+                    let cancel = self.cancel.subscribe();
+                    self.tasks.spawn(async move {
+                        let end = execution::execute(&ctx, &launch, allocation, cancel).await;
+                        (launch, end)
+                    });
+                }
+                None => waiting.push_back(launch),
+            }
+        }
+        self.queue = waiting;
+    }
+
+    fn finish(
+        &mut self,
+        joined: Result<(Launch, ExecutionEnd), tokio::task::JoinError>,
+        stopping: bool,
+    ) {
+        let (launch, end) = match joined {
+            Ok(pair) => pair,
+            // A panic inside a task is a bug; the run goes on without that execution.
+            Err(e) => {
+                tracing::error!("an execution task ended abnormally: {e}");
+                self.summary.failed.push(("(task)".into(), e.to_string()));
+                return;
+            }
+        };
+        self.pool.release(&end.allocation);
+        let name = self.ctx.plan.instances[launch.instance].name.clone();
+        match end.result {
+            Ok(outputs) => {
+                if end.executed {
+                    self.summary.executed += 1;
+                }
+                self.resolve_key(&launch.key, Arc::new(outputs), end.executed);
+            }
+            Err(execution::Failure::Interrupted) => {
+                self.summary.interrupted = true;
+                self.ctx.observer.on(RunEvent::Finished {
+                    instance: name,
+                    outcome: InstanceOutcome::Interrupted,
+                });
+                self.state.abandon_key(&launch.key);
+            }
+            Err(execution::Failure::Failed(error)) => {
+                let retries = self.ctx.plan.instances[launch.instance].retries;
+                if launch.attempt <= retries && !stopping {
+                    tracing::warn!(
+                        "{name} failed (attempt {}), retrying: {error}",
+                        launch.attempt
+                    );
+                    self.queue.push_back(Launch {
+                        attempt: launch.attempt + 1,
+                        ..launch
+                    });
+                    return;
+                }
+                for i in self.state.abandon_key(&launch.key) {
+                    self.fail(i, error.clone());
+                }
+            }
+        }
+    }
+
+    /// Every instance waiting on `key` gets its outputs; dependents may become ready.
+    fn resolve_key(&mut self, key: &StageKey, outputs: Arc<Outputs>, executed: bool) {
+        for i in self.state.abandon_key(key) {
+            self.state.resolve(i, outputs.clone());
+            let outcome = if executed {
+                InstanceOutcome::Done
+            } else {
+                InstanceOutcome::Cached
+            };
+            let instance = self.ctx.plan.instances[i].name.clone();
+            self.ctx
+                .observer
+                .on(RunEvent::Finished { instance, outcome });
+        }
+    }
+
+    /// Marks `i` failed and skips everything downstream of it.
+    fn fail(&mut self, i: usize, error: String) {
+        let name = self.ctx.plan.instances[i].name.clone();
+        self.summary.failed.push((name.clone(), error.clone()));
+        self.ctx.observer.on(RunEvent::Finished {
+            instance: name.clone(),
+            outcome: InstanceOutcome::Failed(error),
+        });
+        self.summary.skipped += self.state.skip_dependents(i, &name, &*self.ctx.observer);
+    }
+
+    fn skip_queued(&mut self, why: &str) {
+        for launch in std::mem::take(&mut self.queue) {
+            for i in self.state.abandon_key(&launch.key) {
+                let instance = self.ctx.plan.instances[i].name.clone();
+                self.summary.skipped += 1;
+                self.ctx.observer.on(RunEvent::Finished {
+                    instance,
+                    outcome: InstanceOutcome::Skipped(why.into()),
+                });
+            }
+        }
+    }
+}

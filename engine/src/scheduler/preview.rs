@@ -1,0 +1,110 @@
+//! What `histodiff run` would do, without running anything (`histodiff plan`): each
+//! instance is cached or will run, and why — new, which fingerprint fields changed since
+//! its last execution, its last execution failed, or an upstream will run (its key is
+//! unknown until that upstream's outputs exist).
+
+use super::execution::{hash_externals, hashes_of};
+use super::keys::{fingerprint, Outputs};
+use crate::fingerprint::{FieldChange, Fingerprint};
+use crate::hash::StageKey;
+use crate::plan::Plan;
+use crate::store::{ExecStatus, Store, StoreError};
+use std::sync::Arc;
+
+/// Why an instance will run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// Never executed.
+    New,
+    /// Fields of the fingerprint that differ from its last execution.
+    Changed(Vec<FieldChange>),
+    /// Same key as the last execution, which did not succeed (failed or interrupted).
+    LastAttempt(ExecStatus),
+    /// Same key as an earlier success whose cache entry is gone (e.g. another instance).
+    NotCached,
+    /// These upstream instances will run first.
+    Upstream(Vec<String>),
+    /// External data could not be hashed.
+    External(String),
+}
+
+/// The verdict for one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Cached(StageKey),
+    Run(Reason),
+}
+
+/// One verdict per instance, in plan order.
+pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>, StoreError> {
+    let n = plan.instances.len();
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
+    let externals = match hash_externals(store, plan).await {
+        Ok(x) => x,
+        Err((path, e)) => {
+            let reason = Reason::External(format!("cannot hash {}: {e}", path.display()));
+            return Ok(vec![Verdict::Run(reason); n]);
+        }
+    };
+    let mut outputs: Vec<Option<Arc<Outputs>>> = vec![None; n];
+    loop {
+        // Undecided instances whose upstreams are all cached: their keys are known.
+        let wave: Vec<(usize, Fingerprint)> = (0..n)
+            .filter(|&i| verdicts[i].is_none())
+            .filter_map(|i| fingerprint(plan, i, &outputs, &externals).map(|fp| (i, fp)))
+            .collect();
+        if wave.is_empty() {
+            break;
+        }
+        let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
+        let hits = store.cached_many(&keys).await?;
+        for ((i, fp), key) in wave.into_iter().zip(keys) {
+            verdicts[i] = Some(match hits.get(&key) {
+                Some(hit) => {
+                    outputs[i] = Some(Arc::new(hashes_of(&hit.outputs)));
+                    Verdict::Cached(key)
+                }
+                None => Verdict::Run(reason(store, &plan.instances[i].name, &key, &fp).await?),
+            });
+        }
+    }
+    Ok((0..n)
+        .map(|i| {
+            verdicts[i].clone().unwrap_or_else(|| {
+                let ups = plan
+                    .upstreams(i)
+                    .into_iter()
+                    .filter(|&u| !matches!(verdicts[u], Some(Verdict::Cached(_))));
+                Verdict::Run(Reason::Upstream(
+                    ups.map(|u| plan.instances[u].name.clone()).collect(),
+                ))
+            })
+        })
+        .collect())
+}
+
+/// Compares with the instance's last execution.
+async fn reason(
+    store: &Arc<dyn Store>,
+    instance: &str,
+    key: &StageKey,
+    fp: &Fingerprint,
+) -> Result<Reason, StoreError> {
+    let Some(last) = store.last_execution_of(instance).await? else {
+        return Ok(Reason::New);
+    };
+    if &last.stage_key == key {
+        return Ok(match last.status {
+            ExecStatus::Succeeded | ExecStatus::Cached => Reason::NotCached,
+            other => Reason::LastAttempt(other),
+        });
+    }
+    let old = last
+        .fingerprint
+        .as_deref()
+        .and_then(|json| Fingerprint::from_json(json).ok());
+    Ok(match old {
+        Some(old) => Reason::Changed(Fingerprint::diff(&old, fp)),
+        None => Reason::New,
+    })
+}

@@ -1,0 +1,88 @@
+//! Command-line arguments (clap). Parsing only; each subcommand lives in `commands/`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "histodiff",
+    version,
+    about = "Synthetic-augmentation experiments for histopathology as a content-hashed DAG"
+)]
+pub struct Cli {
+    /// The store: a directory (SQLite + objects) or postgres://… [default: the pipeline's
+    /// `settings.store`, else .histodiff in the current directory]
+    #[arg(long, global = true, env = "HISTODIFF_STORE")]
+    pub store: Option<String>,
+    /// Shared object directory (with a postgres:// store).
+    #[arg(long, global = true)]
+    pub objects: Option<PathBuf>,
+    /// Where stages run: local processes or Slurm jobs [default: settings.executor].
+    #[arg(long, global = true, value_enum, env = "HISTODIFF_EXECUTOR")]
+    pub executor: Option<ExecutorArg>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline: execute every stage whose result is not cached.
+    Run {
+        pipeline: PathBuf,
+        /// Concurrent stages on this machine [default: settings.jobs].
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// auto | cpu | cuda | cuda:N [default: settings.device].
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Show what `run` would execute, and why.
+    Plan {
+        pipeline: PathBuf,
+        /// Print a line for cached instances too.
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
+    /// Runs and executions recorded in the store.
+    Status {
+        /// How many recent runs to show.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Why an instance (or every instance of a stage) last executed: what changed.
+    Why { target: String },
+    /// Where an artifact or an instance's outputs came from.
+    Lineage {
+        target: String,
+        #[arg(long, value_enum, default_value_t = LineageFormat::Tree)]
+        format: LineageFormat,
+    },
+    /// Artifacts of the last run of each instance.
+    Ls,
+    /// Print an artifact: INSTANCE[.output] or HASH (a prefix is enough).
+    Cat { target: String },
+    /// Copy an artifact out of the store: INSTANCE[.output] or HASH, to DEST.
+    Export { target: String, dest: PathBuf },
+    /// Re-hash every object; exit 3 if any is damaged or missing.
+    Verify,
+    /// Delete objects no recorded artifact refers to, and stale scratch directories.
+    Gc,
+    /// Registered stage kinds and their parameters.
+    Kinds,
+    /// Run one job (internal: started by the orchestrator).
+    #[command(hide = true)]
+    Worker { job: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    Local,
+    Slurm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LineageFormat {
+    Tree,
+    Json,
+    Dot,
+}

@@ -1,0 +1,131 @@
+//! One module per subcommand, and what they share: the registry, loading a pipeline
+//! (exit 2 on any error, before the store is touched) and opening the store (exit 3).
+
+mod artifacts;
+mod inspect;
+mod kinds;
+mod lineage;
+mod maintain;
+mod plan;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{CliError, Coded, BAD_INPUT, STORE};
+use histodiff_engine::plan::{ExecutorKind, Plan};
+use histodiff_engine::registry::Registry;
+use histodiff_engine::spec::{self, SettingsOverrides};
+use histodiff_engine::store::{self, Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    let executor = cli.executor.map(|e| match e {
+        crate::cli::ExecutorArg::Local => ExecutorKind::Local,
+        crate::cli::ExecutorArg::Slurm => ExecutorKind::Slurm,
+    });
+    let global = Global {
+        store: cli.store,
+        objects: cli.objects,
+        executor,
+    };
+    match cli.command {
+        Command::Run {
+            pipeline,
+            jobs,
+            device,
+        } => run::run(&global, &pipeline, jobs, device).await,
+        Command::Plan { pipeline, all } => plan::plan(&global, &pipeline, all).await,
+        Command::Status { runs } => inspect::status(&*global.open().await?, runs).await,
+        Command::Why { target } => inspect::why(&*global.open().await?, &target).await,
+        Command::Lineage { target, format } => {
+            lineage::lineage(&*global.open().await?, &target, format).await
+        }
+        Command::Ls => artifacts::ls(&*global.open().await?).await,
+        Command::Cat { target } => artifacts::cat(&*global.open().await?, &target).await,
+        Command::Export { target, dest } => {
+            artifacts::export(&*global.open().await?, &target, &dest).await
+        }
+        Command::Verify => maintain::verify(&*global.open().await?).await,
+        Command::Gc => maintain::gc(&*global.open().await?).await,
+        Command::Kinds => kinds::kinds(&registry()),
+        Command::Worker { .. } => {
+            Err(anyhow::anyhow!("`worker` runs only as a child of `histodiff run`").into())
+        }
+    }
+}
+
+/// Options that apply to every subcommand.
+pub struct Global {
+    pub store: Option<String>,
+    pub objects: Option<PathBuf>,
+    /// `--executor`, overriding `settings.executor`.
+    pub executor: Option<ExecutorKind>,
+}
+
+impl Global {
+    /// The store for commands without a pipeline: `--store`, else `.histodiff` here. It
+    /// must exist already: inspecting never creates a store.
+    async fn open(&self) -> Result<Arc<dyn Store>, CliError> {
+        let spec = self.store.clone().unwrap_or_else(|| ".histodiff".into());
+        let is_dir = !spec.contains("://");
+        if is_dir && !Path::new(&spec).join("histodiff.db").exists() {
+            return Err(anyhow::anyhow!(
+                "no store at {spec} (run a pipeline first, or pass --store)"
+            ))
+            .code(STORE);
+        }
+        let cwd = std::env::current_dir().code(STORE)?;
+        store::open(&spec, self.objects.as_deref(), &cwd)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the store {spec}")))
+            .code(STORE)
+    }
+
+    fn overrides(&self, jobs: Option<usize>, device: Option<String>) -> SettingsOverrides {
+        SettingsOverrides {
+            store: self.store.clone(),
+            objects: self.objects.clone(),
+            executor: self.executor,
+            jobs,
+            device,
+            ..Default::default()
+        }
+    }
+}
+
+/// The engine's built-in kinds plus every kind of the stages crate.
+pub fn registry() -> Registry {
+    let mut registry = Registry::with_builtins();
+    for stage in histodiff_stages::kinds::all() {
+        registry.insert(stage.spec());
+    }
+    registry
+}
+
+/// Loads and validates a pipeline; every error is printed, located, and exits 2.
+pub fn load_plan(
+    path: &Path,
+    registry: &Registry,
+    overrides: &SettingsOverrides,
+) -> Result<Plan, CliError> {
+    spec::load(path, registry, overrides).map_err(|errors| {
+        let n = errors.errors.len();
+        CliError {
+            code: BAD_INPUT,
+            error: anyhow::anyhow!(
+                "{errors}\n{n} error{} in {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            ),
+        }
+    })
+}
+
+/// Opens (creating) the pipeline's store.
+pub async fn open_plan_store(plan: &Plan) -> Result<Arc<dyn Store>, CliError> {
+    let s = &plan.settings;
+    store::open(&s.store, s.objects.as_deref(), &plan.base_dir)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the store {}", s.store)))
+        .code(STORE)
+}

@@ -1,0 +1,47 @@
+//! `histodiff plan PIPELINE`: what `run` would execute, and why.
+
+use super::{load_plan, open_plan_store, registry, Global};
+use crate::exit::{CliError, Coded, OK, STORE};
+use histodiff_engine::scheduler::preview::{preview, Reason, Verdict};
+use std::fmt::Write;
+use std::path::Path;
+
+pub async fn plan(global: &Global, pipeline: &Path, all: bool) -> Result<i32, CliError> {
+    let plan = load_plan(pipeline, &registry(), &global.overrides(None, None))?;
+    let store = open_plan_store(&plan).await?;
+    let verdicts = preview(&plan, &store).await.code(STORE)?;
+    let mut out = String::new();
+    let (mut cached, mut run) = (0, 0);
+    for (inst, verdict) in plan.instances.iter().zip(&verdicts) {
+        match verdict {
+            Verdict::Cached(key) => {
+                cached += 1;
+                if all {
+                    let _ = writeln!(out, "cached  {}  [{}]", inst.name, key.short());
+                }
+            }
+            Verdict::Run(reason) => {
+                run += 1;
+                let _ = writeln!(out, "run     {}  ({})", inst.name, describe(reason));
+            }
+        }
+    }
+    let _ = writeln!(out, "{run} to run, {cached} cached");
+    print!("{out}");
+    Ok(OK)
+}
+
+fn describe(reason: &Reason) -> String {
+    match reason {
+        Reason::New => "new".into(),
+        Reason::Changed(changes) if changes.is_empty() => "changed".into(),
+        Reason::Changed(changes) => {
+            let parts: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            format!("changed {}", parts.join("; "))
+        }
+        Reason::LastAttempt(status) => format!("last attempt {status}"),
+        Reason::NotCached => "result no longer cached".into(),
+        Reason::Upstream(ups) => format!("upstream will run: {}", ups.join(", ")),
+        Reason::External(e) => e.clone(),
+    }
+}

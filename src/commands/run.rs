@@ -1,0 +1,105 @@
+//! `histodiff run PIPELINE`: execute what is not cached. Ctrl-C once asks workers to
+//! checkpoint and waits for them; twice kills them.
+
+use super::{load_plan, open_plan_store, registry, Global};
+use crate::exit::{CliError, Coded, BAD_INPUT, INTERRUPTED, OK, STAGE_FAILED, STORE};
+use crate::progress::Progress;
+use histodiff_engine::executor::local::LocalExecutor;
+use histodiff_engine::executor::slurm::{self, SlurmExecutor};
+use histodiff_engine::executor::{Cancel, Executor};
+use histodiff_engine::plan::ExecutorKind;
+use histodiff_engine::scheduler::resources::Capacity;
+use histodiff_engine::scheduler::{RunSummary, Scheduler};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub async fn run(
+    global: &Global,
+    pipeline: &Path,
+    jobs: Option<usize>,
+    device: Option<String>,
+) -> Result<i32, CliError> {
+    let plan = Arc::new(load_plan(
+        pipeline,
+        &registry(),
+        &global.overrides(jobs, device),
+    )?);
+    let executor: Arc<dyn Executor> = match plan.settings.executor {
+        ExecutorKind::Local => {
+            Arc::new(LocalExecutor::new(std::env::current_exe().code(BAD_INPUT)?))
+        }
+        ExecutorKind::Slurm => Arc::new(
+            SlurmExecutor::from_settings(
+                std::env::current_exe().code(BAD_INPUT)?,
+                &plan.settings.slurm,
+            )
+            .code(BAD_INPUT)?,
+        ),
+    };
+    let store = open_plan_store(&plan).await?;
+    let capacity = match plan.settings.executor {
+        ExecutorKind::Local => Capacity::detect(plan.settings.jobs, &plan.settings.device),
+        ExecutorKind::Slurm => slurm::cluster_capacity(plan.settings.jobs),
+    };
+    let scheduler = Scheduler {
+        plan,
+        store,
+        executor,
+        observer: Arc::new(Progress::new()),
+        capacity,
+    };
+    let (tx, rx) = watch::channel(Cancel::Keep);
+    tokio::spawn(watch_ctrl_c(tx));
+    let summary = scheduler.run(rx).await.code(STORE)?;
+    print_summary(&summary);
+    Ok(if summary.interrupted {
+        INTERRUPTED
+    } else if !summary.failed.is_empty() {
+        STAGE_FAILED
+    } else {
+        OK
+    })
+}
+
+/// First Ctrl-C (or SIGTERM): interrupt (workers checkpoint); second: kill.
+async fn watch_ctrl_c(tx: watch::Sender<Cancel>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for level in [Cancel::Interrupt, Cancel::Kill] {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        match level {
+            Cancel::Interrupt => {
+                eprintln!("interrupting: workers checkpoint and stop (Ctrl-C again to kill them)")
+            }
+            _ => eprintln!("killing workers"),
+        }
+        let _ = tx.send(level);
+    }
+}
+
+fn print_summary(s: &RunSummary) {
+    eprintln!(
+        "run {}: {} executed, {} cached, {} failed, {} skipped{}",
+        s.run_id,
+        s.executed,
+        s.cached,
+        s.failed.len(),
+        s.skipped,
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
+    for (instance, error) in &s.failed {
+        eprintln!("failed: {instance}");
+        for line in error.lines() {
+            eprintln!("    {line}");
+        }
+    }
+}

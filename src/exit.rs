@@ -1,0 +1,57 @@
+//! Exit codes (docs/cli.md) and errors that carry one.
+
+use std::fmt;
+
+pub const OK: i32 = 0;
+/// A stage failed (independent stages still ran).
+pub const STAGE_FAILED: i32 = 1;
+/// Bad pipeline file or bad arguments; nothing ran.
+pub const BAD_INPUT: i32 = 2;
+/// The store is unreachable, damaged, or an object failed verification.
+pub const STORE: i32 = 3;
+/// Interrupted by Ctrl-C (128 + SIGINT).
+pub const INTERRUPTED: i32 = 130;
+
+/// An error and the exit code it maps to.
+pub struct CliError {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl fmt::Debug for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} (exit {})", self.error, self.code)
+    }
+}
+
+/// Bad arguments unless said otherwise.
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        CliError {
+            code: BAD_INPUT,
+            error,
+        }
+    }
+}
+
+/// Attaches an exit code to a fallible call.
+pub trait Coded<T> {
+    fn code(self, code: i32) -> Result<T, CliError>;
+}
+
+impl<T, E: Into<anyhow::Error>> Coded<T> for Result<T, E> {
+    fn code(self, code: i32) -> Result<T, CliError> {
+        self.map_err(|e| CliError {
+            code,
+            error: e.into(),
+        })
+    }
+}
+
+/// Prints `error: …` and each cause on its own line.
+pub fn report(err: &CliError) {
+    eprintln!("error: {}", err.error);
+    for cause in err.error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
