@@ -1,6 +1,7 @@
 //! Every stage kind this crate implements, for the worker and the CLI's registry.
 
 pub mod demo;
+pub mod finetune_decoder;
 pub mod image_folder;
 pub mod images;
 pub mod ingest;
@@ -10,6 +11,7 @@ pub mod schema;
 pub mod subset;
 pub mod train_autoencoder;
 pub mod train_common;
+pub mod train_image_classifier;
 
 use histodiff_engine::stage::Stage;
 
@@ -23,6 +25,8 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(subset::Subset),
         Box::new(report_table::ReportTable),
         Box::new(train_autoencoder::TrainAutoencoder),
+        Box::new(train_image_classifier::TrainImageClassifier),
+        Box::new(finetune_decoder::FinetuneDecoder),
     ]
 }
 
