@@ -11,6 +11,7 @@ pub mod schema;
 pub mod subset;
 pub mod train_autoencoder;
 pub mod train_common;
+pub mod train_diffusion;
 pub mod train_image_classifier;
 
 use histodiff_engine::stage::Stage;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(train_autoencoder::TrainAutoencoder),
         Box::new(train_image_classifier::TrainImageClassifier),
         Box::new(finetune_decoder::FinetuneDecoder),
+        Box::new(train_diffusion::TrainDiffusion),
     ]
 }
 

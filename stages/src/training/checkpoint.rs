@@ -70,16 +70,15 @@ pub fn newest(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     Ok(list(dir)?.pop())
 }
 
-/// Writes `tensors` as the checkpoint of `step` atomically and prunes older ones.
-pub fn write(
-    dir: &Path,
-    step: u64,
-    tensors: &[(String, Tensor)],
-) -> Result<Checkpoint, CheckpointError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let path = dir.join(file_name(step));
-    let tmp = dir.join(format!(".tmp-{}", file_name(step)));
-    // safetensors wants contiguous CPU tensors.
+/// Writes `tensors` to `path` as safetensors (CPU, contiguous), via a temporary file.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".tmp-{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default()
+    ));
     let cpu: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(k, t)| {
@@ -96,7 +95,18 @@ pub fn write(
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io(dir))?;
-    std::fs::rename(&tmp, &path).map_err(io(dir))?;
+    std::fs::rename(&tmp, path).map_err(io(dir))
+}
+
+/// Writes `tensors` as the checkpoint of `step` atomically and prunes older ones.
+pub fn write(
+    dir: &Path,
+    step: u64,
+    tensors: &[(String, Tensor)],
+) -> Result<Checkpoint, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(file_name(step));
+    write_tensors(&path, tensors)?;
     let all = list(dir)?;
     for old in all.iter().take(all.len().saturating_sub(KEEP)) {
         std::fs::remove_file(&old.path).map_err(io(dir))?;
