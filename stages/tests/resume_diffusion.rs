@@ -1,11 +1,13 @@
 //! train-diffusion at tiny scale on a tiny AE: the output holds the UNet, its EMA copy
-//! and a positive scale factor, and an interrupted run resumes to byte-identical output.
+//! and a positive scale factor, and an interrupted run resumes to byte-identical output;
+//! then train-latent-classifier on those latents (noised and official t = 0), resumed too.
 
 mod resume_harness;
 
 use histodiff_engine::stage::StageError;
 use histodiff_stages::kinds::train_autoencoder::TrainAutoencoder;
 use histodiff_stages::kinds::train_diffusion::TrainDiffusion;
+use histodiff_stages::kinds::train_latent_classifier::TrainLatentClassifier;
 use resume_harness::{demo_image_set, run_kind, serial};
 use serde_json::json;
 
@@ -18,7 +20,7 @@ fn dm_params(steps: u64) -> serde_json::Value {
 fn trains_unet_with_ema_and_scale_factor_and_resumes_identically() {
     let _one_at_a_time = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let images = demo_image_set(tmp.path(), 3, 16, false);
+    let images = demo_image_set(tmp.path(), 3, 16, true);
     let ae = run_kind(
         &TrainAutoencoder,
         tmp.path(),
@@ -83,5 +85,65 @@ fn trains_unet_with_ema_and_scale_factor_and_resumes_identically() {
     assert!(
         a == b,
         "resumed diffusion training differs from the uninterrupted one"
+    );
+
+    // ϕ on the same latents (the labeled demo set), with the diffusion model's scale factor.
+    let lc_inputs = [
+        ("images", inputs[0].1.clone()),
+        ("autoencoder", ae.out("autoencoder")),
+        ("unet", straight.out("unet")),
+    ];
+    let lc = |steps: u64, t0: bool| {
+        json!({"preset": "tiny", "batch_size": 3, "lr": 1e-3, "steps": steps,
+        "official_t0": t0, "checkpoint_every": 0, "seed": 4, "metric_every": 1})
+    };
+    let t0 = run_kind(
+        &TrainLatentClassifier,
+        tmp.path(),
+        "lc-t0",
+        lc(2, true),
+        &lc_inputs,
+        None,
+    );
+    t0.result.as_ref().expect("official t = 0 variant trains");
+    let noised = run_kind(
+        &TrainLatentClassifier,
+        tmp.path(),
+        "lc",
+        lc(4, false),
+        &lc_inputs,
+        None,
+    );
+    noised.result.as_ref().expect("latent classifier trains");
+    let cut = run_kind(
+        &TrainLatentClassifier,
+        tmp.path(),
+        "lc-resumed",
+        lc(4, false),
+        &lc_inputs,
+        Some(2),
+    );
+    assert!(
+        matches!(cut.result, Err(StageError::Interrupted { step: 2 })),
+        "{:?}",
+        cut.result
+    );
+    let resumed = run_kind(
+        &TrainLatentClassifier,
+        tmp.path(),
+        "lc-resumed",
+        lc(4, false),
+        &lc_inputs,
+        None,
+    );
+    resumed
+        .result
+        .as_ref()
+        .expect("resumed latent classifier finishes");
+    let a = std::fs::read(noised.out("classifier")).unwrap();
+    let b = std::fs::read(resumed.out("classifier")).unwrap();
+    assert!(
+        a == b,
+        "resumed latent classifier differs from the uninterrupted one"
     );
 }

@@ -13,6 +13,7 @@ pub mod train_autoencoder;
 pub mod train_common;
 pub mod train_diffusion;
 pub mod train_image_classifier;
+pub mod train_latent_classifier;
 
 use histodiff_engine::stage::Stage;
 
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(train_image_classifier::TrainImageClassifier),
         Box::new(finetune_decoder::FinetuneDecoder),
         Box::new(train_diffusion::TrainDiffusion),
+        Box::new(train_latent_classifier::TrainLatentClassifier),
     ]
 }
 
