@@ -5,6 +5,7 @@
 mod resume_harness;
 
 use histodiff_engine::stage::StageError;
+use histodiff_stages::kinds::sample::Sample;
 use histodiff_stages::kinds::train_autoencoder::TrainAutoencoder;
 use histodiff_stages::kinds::train_diffusion::TrainDiffusion;
 use histodiff_stages::kinds::train_latent_classifier::TrainLatentClassifier;
@@ -146,4 +147,56 @@ fn trains_unet_with_ema_and_scale_factor_and_resumes_identically() {
         a == b,
         "resumed latent classifier differs from the uninterrupted one"
     );
+
+    // Guided DDIM per class with the EMA UNet, ϕ and the AE; resumed after one batch.
+    let sample_inputs = [
+        ("unet", straight.out("unet")),
+        ("classifier", noised.out("classifier")),
+        ("autoencoder", ae.out("autoencoder")),
+        ("images", inputs[0].1.clone()),
+    ];
+    let sp = json!({"preset": "tiny", "steps": 5, "per_class": 2, "batch_size": 2, "seed": 1});
+    let pool = run_kind(
+        &Sample,
+        tmp.path(),
+        "pool",
+        sp.clone(),
+        &sample_inputs,
+        None,
+    );
+    pool.result.as_ref().expect("sampling succeeds");
+    let set = histodiff_stages::artifact::ImageSet::open(&pool.out("images")).unwrap();
+    let labels: Vec<Option<i64>> = set.manifest().items.iter().map(|i| i.label).collect();
+    assert_eq!(
+        labels,
+        [0, 0, 1, 1, 2, 2].map(Some).to_vec(),
+        "per-class conditioning labels"
+    );
+    let cut = run_kind(
+        &Sample,
+        tmp.path(),
+        "pool-resumed",
+        sp.clone(),
+        &sample_inputs,
+        Some(1),
+    );
+    assert!(
+        matches!(cut.result, Err(StageError::Interrupted { step: 1 })),
+        "{:?}",
+        cut.result
+    );
+    let resumed = run_kind(
+        &Sample,
+        tmp.path(),
+        "pool-resumed",
+        sp,
+        &sample_inputs,
+        None,
+    );
+    resumed.result.as_ref().expect("resumed sampling finishes");
+    for file in ["manifest.json", "images-00000.safetensors"] {
+        let a = std::fs::read(pool.out("images").join(file)).unwrap();
+        let b = std::fs::read(resumed.out("images").join(file)).unwrap();
+        assert!(a == b, "resumed sampling differs in {file}");
+    }
 }

@@ -7,6 +7,7 @@ pub mod images;
 pub mod ingest;
 pub mod npy;
 pub mod report_table;
+pub mod sample;
 pub mod schema;
 pub mod subset;
 pub mod train_autoencoder;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(finetune_decoder::FinetuneDecoder),
         Box::new(train_diffusion::TrainDiffusion),
         Box::new(train_latent_classifier::TrainLatentClassifier),
+        Box::new(sample::Sample),
     ]
 }
 
