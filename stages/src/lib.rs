@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod models;
 pub mod report;
 pub mod train;
+pub mod training;
 pub mod weights;

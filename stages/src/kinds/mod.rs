@@ -5,15 +5,22 @@ pub mod demo;
 pub mod evaluate;
 pub mod features;
 pub mod fid;
+pub mod finetune_decoder;
 pub mod image_folder;
 pub mod images;
 pub mod ingest;
 pub mod npy;
 pub mod report_table;
+pub mod sample;
 pub mod schema;
 pub mod select;
 pub mod subset;
 pub mod train_classifier;
+pub mod train_autoencoder;
+pub mod train_common;
+pub mod train_diffusion;
+pub mod train_image_classifier;
+pub mod train_latent_classifier;
 
 use histodiff_engine::stage::Stage;
 
@@ -30,6 +37,12 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(select::Select),
         Box::new(train_classifier::TrainClassifier),
         Box::new(fid::Fid),
+        Box::new(train_autoencoder::TrainAutoencoder),
+        Box::new(train_image_classifier::TrainImageClassifier),
+        Box::new(finetune_decoder::FinetuneDecoder),
+        Box::new(train_diffusion::TrainDiffusion),
+        Box::new(train_latent_classifier::TrainLatentClassifier),
+        Box::new(sample::Sample),
     ]
 }
 

@@ -1,0 +1,154 @@
+//! `histodiffusion/train-autoencoder`: the KL autoencoder with L1 + LPIPS + KL + patch
+//! GAN (Eq. 4, SPEC §2.5), resumable. Output `autoencoder`: safetensors of the AE weights
+//! under the LDM names (`encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`).
+
+use super::schema::{float, int, one_of, optional_path, param, slot};
+use super::train_common::{schedule, schedule_params};
+use crate::losses::AeLossConfig;
+use crate::training::autoencoder::{preset, AeTraining};
+use crate::training::images::{device, Images};
+use crate::training::{train, DataOrder, StepReport, Trainable};
+use histodiff_engine::registry::KindSpec;
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+pub struct TrainAutoencoder;
+
+impl Stage for TrainAutoencoder {
+    fn spec(&self) -> KindSpec {
+        let mut params = vec![
+            param(
+                "preset",
+                one_of(&["tiny", "paper"]),
+                Some("paper".into()),
+                "model size: paper kl-f4 (SPEC §2.1) or tiny (CPU)",
+            ),
+            param(
+                "batch_size",
+                int(Some(1), None),
+                Some(6.into()),
+                "images per step (paper 6)",
+            ),
+            param(
+                "lr",
+                float(Some(0.0), None),
+                Some(4.5e-6.into()),
+                "Adam learning rate of both optimizers (β 0.5, 0.9)",
+            ),
+            param(
+                "disc_start",
+                int(Some(0), None),
+                Some(50001.into()),
+                "step from which the GAN terms count",
+            ),
+            param(
+                "kl_weight",
+                float(Some(0.0), None),
+                Some(1e-6.into()),
+                "λ_KL",
+            ),
+            param(
+                "disc_weight",
+                float(Some(0.0), None),
+                Some(0.5.into()),
+                "factor on the adaptive GAN weight",
+            ),
+            param(
+                "perceptual_weight",
+                float(Some(0.0), None),
+                Some(1.0.into()),
+                "LPIPS weight; 0 needs no LPIPS weights",
+            ),
+            param(
+                "lpips_weights",
+                histodiff_engine::registry::ParamType::Path,
+                Some(Value::Null),
+                "LPIPS safetensors (docs/weights.md); required when perceptual_weight > 0",
+            ),
+        ];
+        params.extend(schedule_params(10));
+        KindSpec {
+            name: "histodiffusion/train-autoencoder".into(),
+            version: 1,
+            params,
+            inputs: vec![slot(
+                "images",
+                true,
+                false,
+                "image set (labels ignored), e.g. the unlabeled pre-training patches",
+            )],
+            outputs: vec!["autoencoder".into()],
+            resumable: true,
+            doc: "KL autoencoder (kl-f4), L1 + LPIPS + KL + patch GAN (Eq. 4)".into(),
+        }
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let dev = device(ctx.device())?;
+        let images = Images::load(&ctx.input("images")?.path)?;
+        let batch_size = ctx.param_i64("batch_size")? as usize;
+        let order = DataOrder::new(images.len(), batch_size, ctx.param_i64("seed")? as u64);
+        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let loss_config = AeLossConfig {
+            disc_start: ctx.param_i64("disc_start")?,
+            kl_weight: ctx.param_f64("kl_weight")?,
+            disc_weight: ctx.param_f64("disc_weight")?,
+            perceptual_weight: ctx.param_f64("perceptual_weight")?,
+            ..AeLossConfig::default()
+        };
+        let lpips = optional_path(ctx, "lpips_weights")?.map(|(_, p)| p);
+        let lr = ctx.param_f64("lr")?;
+        let training = AeTraining::new(
+            dev,
+            preset(ctx.param_str("preset")?)?,
+            loss_config,
+            lpips.as_deref(),
+            None,
+            (lr, lr),
+            |_| false,
+        )?;
+        let mut state = AeState {
+            training,
+            images,
+            order,
+            device: dev,
+        };
+        train(ctx, &schedule, &mut state)?;
+        let out = ctx.output_path("autoencoder");
+        crate::weights::save(&state.training.ae_vs, &out).map_err(StageError::other)?;
+        Ok(())
+    }
+}
+
+struct AeState {
+    training: AeTraining,
+    images: Images,
+    order: DataOrder,
+    device: Device,
+}
+
+impl Trainable for AeState {
+    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
+        let x = self.images.batch(&self.order.batch(step), self.device);
+        let v = self.training.step(&x, step as i64, |_| Ok(None))?;
+        Ok(StepReport {
+            loss: v.total,
+            metrics: vec![
+                ("rec", v.rec),
+                ("kl", v.kl),
+                ("g_loss", v.g_loss),
+                ("d_weight", v.d_weight),
+                ("disc_loss", v.disc_loss),
+            ],
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.training.state()
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        self.training.restore(&state)
+    }
+}

@@ -1,0 +1,69 @@
+//! Parameters every resumable training kind shares (length, seed, checkpoint policy) and
+//! their translation into the driver's [`Schedule`].
+
+use super::schema::{float, int, param};
+use crate::training::Schedule;
+use histodiff_engine::registry::ParamSpec;
+use histodiff_engine::stage::{StageContext, StageError};
+
+/// `steps`, `epochs`, `seed`, `checkpoint_every`, `checkpoint_minutes`, `metric_every`.
+pub fn schedule_params(default_epochs: i64) -> Vec<ParamSpec> {
+    vec![
+        param(
+            "steps",
+            int(Some(0), None),
+            Some(0.into()),
+            "optimizer steps; 0 means `epochs` × batches per epoch",
+        ),
+        param(
+            "epochs",
+            int(Some(1), None),
+            Some(default_epochs.into()),
+            "passes over the data when `steps` is 0",
+        ),
+        param(
+            "seed",
+            int(Some(0), None),
+            Some(0.into()),
+            "seed of initialisation, data order and per-step noise",
+        ),
+        param(
+            "checkpoint_every",
+            int(Some(0), None),
+            Some(1000.into()),
+            "checkpoint every N steps (0: never by count)",
+        ),
+        param(
+            "checkpoint_minutes",
+            float(Some(0.0), None),
+            Some(10.0.into()),
+            "checkpoint every M minutes (0: never by time)",
+        ),
+        param(
+            "metric_every",
+            int(Some(1), None),
+            Some(10.into()),
+            "record loss metrics every N steps",
+        ),
+    ]
+}
+
+/// The schedule from those parameters; `steps_per_epoch` comes from the data.
+pub fn schedule(ctx: &StageContext, steps_per_epoch: u64) -> Result<Schedule, StageError> {
+    let steps = ctx.param_i64("steps")?.max(0) as u64;
+    let total_steps = if steps > 0 {
+        steps
+    } else {
+        ctx.param_i64("epochs")?.max(1) as u64 * steps_per_epoch
+    };
+    let seed = ctx.param_i64("seed")? as u64;
+    // Initialisation draws from the global generator too: seed it before models are built.
+    tch::manual_seed(seed as i64);
+    Ok(Schedule {
+        total_steps,
+        every_steps: ctx.param_i64("checkpoint_every")?.max(0) as u64,
+        every_minutes: ctx.param_f64("checkpoint_minutes")?,
+        metric_every: ctx.param_i64("metric_every")?.max(1) as u64,
+        seed,
+    })
+}

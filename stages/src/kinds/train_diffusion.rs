@@ -1,0 +1,276 @@
+//! `histodiffusion/train-diffusion`: the latent UNet ε_θ (Eq. 3, SPEC §4.2) on
+//! z0 = s·E(x).sample() with the AE frozen; t ~ U{0..T−1}, ε-prediction with L2 (paper) or
+//! L1 (official), AdamW (wd 0.01) with LDM's linear warm-up, EMA with LitEma's warm-up.
+//! s = 1/std(z) over the first `scale_images` images in data order (§2.6). Output `unet`:
+//! safetensors with the UNet under its LDM names, the EMA copy under `ema.*`
+//! (`ema.num_updates` included) and the 0-d `scale_factor`.
+
+use super::schema::{float, int, one_of, param, slot};
+use super::train_common::{schedule, schedule_params};
+use crate::diffusion::{BetaSchedule, EpsLoss, NoiseSchedule};
+use crate::models::autoencoder::AutoencoderKL;
+use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
+use crate::models::unet::UNetModel;
+use crate::train::ema::Ema;
+use crate::train::lr::LrSchedule;
+use crate::training::images::{device, Images};
+use crate::training::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use histodiff_engine::registry::KindSpec;
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use std::collections::BTreeMap;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub struct TrainDiffusion;
+
+fn invalid(e: impl std::fmt::Display) -> StageError {
+    StageError::Invalid(e.to_string())
+}
+
+/// The frozen AE of `preset` loaded from `path`.
+pub fn load_autoencoder(
+    dev: Device,
+    preset: &str,
+    path: &std::path::Path,
+) -> Result<(VarStore, AutoencoderKL), StageError> {
+    let mut vs = VarStore::new(dev);
+    let ae = AutoencoderKL::new(&vs.root(), crate::training::autoencoder::preset(preset)?.0)
+        .map_err(invalid)?;
+    crate::weights::load_strict(&mut vs, path, |_| false).map_err(invalid)?;
+    vs.freeze();
+    Ok((vs, ae))
+}
+
+impl Stage for TrainDiffusion {
+    fn spec(&self) -> KindSpec {
+        let mut params = vec![
+            param(
+                "preset",
+                one_of(&["tiny", "paper"]),
+                Some("paper".into()),
+                "UNet and AE size: paper (SPEC §3.1) or tiny",
+            ),
+            param(
+                "batch_size",
+                int(Some(1), None),
+                Some(4.into()),
+                "latents per step (paper 4)",
+            ),
+            param(
+                "lr",
+                float(Some(0.0), None),
+                Some(5e-5.into()),
+                "AdamW learning rate (wd 0.01)",
+            ),
+            param(
+                "loss",
+                one_of(&["l2", "l1"]),
+                Some("l2".into()),
+                "ε loss: l2 (paper Eq. 3) or l1 (official config)",
+            ),
+            param(
+                "warm_up_steps",
+                int(Some(0), None),
+                Some(10_000.into()),
+                "linear LR warm-up steps (LDM 10k)",
+            ),
+            param(
+                "ema_decay",
+                float(Some(0.0), Some(1.0)),
+                Some(0.9999.into()),
+                "EMA decay (with LitEma's (1+n)/(10+n) warm-up)",
+            ),
+            param(
+                "scale_images",
+                int(Some(1), None),
+                Some(1024.into()),
+                "images whose latents set s = 1/std(z)",
+            ),
+        ];
+        params.extend(schedule_params(10));
+        KindSpec {
+            name: "histodiffusion/train-diffusion".into(),
+            version: 1,
+            params,
+            inputs: vec![
+                slot("images", true, false, "image set (labels ignored)"),
+                slot(
+                    "autoencoder",
+                    true,
+                    false,
+                    "AE weights from train-autoencoder (frozen)",
+                ),
+            ],
+            outputs: vec!["unet".into()],
+            resumable: true,
+            doc: "latent diffusion UNet, ε-prediction, T = 1000, EMA (Eq. 3)".into(),
+        }
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let dev = device(ctx.device())?;
+        let images = Images::load(&ctx.input("images")?.path)?;
+        let seed = ctx.param_i64("seed")? as u64;
+        let order = DataOrder::new(images.len(), ctx.param_i64("batch_size")? as usize, seed);
+        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let preset = ctx.param_str("preset")?.to_string();
+        let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
+        let vs = VarStore::new(dev);
+        let config = if preset == "tiny" {
+            tiny_unet()
+        } else {
+            histodiffaug_unet()
+        };
+        let unet = UNetModel::new(&vs.root(), &config).map_err(invalid)?;
+        let ema = Ema::new(&vs, ctx.param_f64("ema_decay")?, true);
+        let opt = Adam::new(
+            trainable(&vs),
+            AdamConfig::adamw(ctx.param_f64("lr")?, 0.01),
+        );
+        let scale_factor = scale_factor(
+            &ae,
+            &images,
+            ctx.param_i64("scale_images")? as usize,
+            seed,
+            dev,
+        )?;
+        ctx.metric("scale_factor", None, scale_factor);
+        let mut state = DmState {
+            vs,
+            unet,
+            ae,
+            ema,
+            opt,
+            noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
+            loss: if ctx.param_str("loss")? == "l1" {
+                EpsLoss::L1
+            } else {
+                EpsLoss::L2
+            },
+            warm_up: LrSchedule::LambdaLinear {
+                warm_up_steps: ctx.param_i64("warm_up_steps")? as u64,
+                f_start: 1e-6,
+                f_min: 1.0,
+                f_max: 1.0,
+                cycle_length: 1e13,
+            },
+            scale_factor,
+            images,
+            order,
+            device: dev,
+        };
+        train(ctx, &schedule, &mut state)?;
+        let mut out = vars_with_prefix(&state.vs, "");
+        out.extend(state.ema.state_tensors("ema."));
+        out.push((
+            "scale_factor".into(),
+            Tensor::from(state.scale_factor as f32),
+        ));
+        crate::training::checkpoint::write_tensors(&ctx.output_path("unet"), &out)
+            .map_err(StageError::other)
+    }
+}
+
+/// s = 1/std of E(x).sample() over the first `count` images of the seed's data order.
+fn scale_factor(
+    ae: &AutoencoderKL,
+    images: &Images,
+    count: usize,
+    seed: u64,
+    dev: Device,
+) -> Result<f64, StageError> {
+    let _guard = tch::no_grad_guard();
+    crate::training::driver::seed_step(seed, u64::MAX);
+    let order = DataOrder::new(images.len(), images.len(), seed).batch(0);
+    let mut latents = Vec::new();
+    for chunk in order[..count.min(order.len())].chunks(16) {
+        let z = ae
+            .encode(&images.batch(chunk, dev), false)
+            .map_err(invalid)?
+            .sample();
+        latents.push(z.flatten(0, -1));
+    }
+    let std = Tensor::cat(&latents, 0).std(true).double_value(&[]);
+    if !(std.is_finite() && std > 0.0) {
+        return Err(StageError::Invalid(format!(
+            "latent std is {std}: cannot set the scale factor"
+        )));
+    }
+    Ok(1.0 / std)
+}
+
+struct DmState {
+    vs: VarStore,
+    unet: UNetModel,
+    ae: AutoencoderKL,
+    ema: Ema,
+    opt: Adam,
+    noise: NoiseSchedule,
+    loss: EpsLoss,
+    warm_up: LrSchedule,
+    scale_factor: f64,
+    images: Images,
+    order: DataOrder,
+    device: Device,
+}
+
+impl Trainable for DmState {
+    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
+        let x = self.images.batch(&self.order.batch(step), self.device);
+        let z0 = tch::no_grad(|| {
+            self.ae
+                .encode(&x, false)
+                .map(|p| p.sample() * self.scale_factor)
+        })
+        .map_err(invalid)?;
+        let b = z0.size()[0];
+        let t = Tensor::randint(
+            self.noise.num_timesteps() as i64,
+            [b],
+            (Kind::Int64, self.device),
+        );
+        let eps = z0.randn_like();
+        let z_t = self.noise.q_sample(&z0, &t, &eps).map_err(invalid)?;
+        self.opt.zero_grad();
+        let loss = self
+            .loss
+            .batch_mean(&self.unet.forward_t(&z_t, &t, true), &eps);
+        loss.backward();
+        let lr_scale = self.warm_up.lr_at(1.0, step);
+        self.opt.step(lr_scale);
+        self.ema.update(&self.vs);
+        Ok(StepReport {
+            loss: loss.double_value(&[]),
+            metrics: vec![("lr_scale", lr_scale)],
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vars_with_prefix(&self.vs, "unet.");
+        out.extend(self.ema.state_tensors("ema."));
+        out.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("opt.{k}"), t)),
+        );
+        out
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
+        restore_into(&self.vs, &take_prefix(&state, "unet."), |_| true, "unet").map_err(bad)?;
+        let ema: BTreeMap<String, Tensor> = state
+            .iter()
+            .filter(|(k, _)| k.starts_with("ema."))
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        self.ema
+            .load_state_tensors("ema.", &ema)
+            .map_err(|e| bad(e.to_string()))?;
+        self.opt
+            .load_state(&take_prefix(&state, "opt."))
+            .map_err(bad)
+    }
+}

@@ -1,0 +1,177 @@
+//! `histodiffusion/train-image-classifier`: the auxiliary image classifier φ (SPEC §5.3),
+//! an EncoderUNet with attention pooling on [-1, 1] images with t fixed to 0, trained with
+//! cross-entropy and Adam (lr 5e-5, batch 64, 100 epochs; supp. Table 2). Output
+//! `classifier`: safetensors of φ under the guided-diffusion names.
+
+use super::schema::{float, int, one_of, param, slot};
+use super::train_common::{schedule, schedule_params};
+use crate::models::unet::presets::{image_classifier, tiny_classifier};
+use crate::models::unet::EncoderUNetModel;
+use crate::training::images::{device, Images};
+use crate::training::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use histodiff_engine::registry::KindSpec;
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub struct TrainImageClassifier;
+
+/// φ for `preset` (tiny | paper), `classes` outputs, on `image_size` px inputs.
+pub fn build_image_classifier(
+    vs: &VarStore,
+    preset: &str,
+    classes: i64,
+    image_size: usize,
+) -> Result<EncoderUNetModel, StageError> {
+    let mut config = match preset {
+        "paper" => image_classifier(classes),
+        "tiny" => tiny_classifier(classes),
+        other => {
+            return Err(StageError::Invalid(format!(
+                "unknown preset `{other}` (tiny or paper)"
+            )))
+        }
+    };
+    // The attention pool is sized for one input side: the data's.
+    config.image_size = image_size as i64;
+    EncoderUNetModel::new(&vs.root(), &config).map_err(|e| StageError::Invalid(e.to_string()))
+}
+
+/// φ's logits for images in [-1, 1] (t = 0).
+pub fn classify(phi: &EncoderUNetModel, x: &Tensor, train: bool) -> Tensor {
+    let t = Tensor::zeros([x.size()[0]], (Kind::Int64, x.device()));
+    phi.forward_t(x, &t, train)
+}
+
+impl Stage for TrainImageClassifier {
+    fn spec(&self) -> KindSpec {
+        let mut params = vec![
+            param(
+                "preset",
+                one_of(&["tiny", "paper"]),
+                Some("paper".into()),
+                "φ size: paper EncoderUNet (SPEC §5.3) or tiny",
+            ),
+            param(
+                "batch_size",
+                int(Some(1), None),
+                Some(64.into()),
+                "images per step (paper 64)",
+            ),
+            param(
+                "lr",
+                float(Some(0.0), None),
+                Some(5e-5.into()),
+                "Adam learning rate",
+            ),
+        ];
+        params.extend(schedule_params(100));
+        KindSpec {
+            name: "histodiffusion/train-image-classifier".into(),
+            version: 1,
+            params,
+            inputs: vec![slot(
+                "images",
+                true,
+                false,
+                "labeled image set (the few-shot subset S′)",
+            )],
+            outputs: vec!["classifier".into()],
+            resumable: true,
+            doc: "auxiliary image classifier φ for decoder fine-tuning (§2.2)".into(),
+        }
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let dev = device(ctx.device())?;
+        let images = Images::load(&ctx.input("images")?.path)?;
+        images.require_labels("train-image-classifier")?;
+        let order = DataOrder::new(
+            images.len(),
+            ctx.param_i64("batch_size")? as usize,
+            ctx.param_i64("seed")? as u64,
+        );
+        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let vs = VarStore::new(dev);
+        let phi = build_image_classifier(
+            &vs,
+            ctx.param_str("preset")?,
+            images.classes.len() as i64,
+            images.image_size,
+        )?;
+        let opt = Adam::new(
+            trainable(&vs),
+            AdamConfig::adam(ctx.param_f64("lr")?, 0.9, 0.999),
+        );
+        let mut state = PhiState {
+            vs,
+            phi,
+            opt,
+            images,
+            order,
+            device: dev,
+        };
+        train(ctx, &schedule, &mut state)?;
+        crate::weights::save(&state.vs, &ctx.output_path("classifier")).map_err(StageError::other)
+    }
+}
+
+struct PhiState {
+    vs: VarStore,
+    phi: EncoderUNetModel,
+    opt: Adam,
+    images: Images,
+    order: DataOrder,
+    device: Device,
+}
+
+impl Trainable for PhiState {
+    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
+        let idx = self.order.batch(step);
+        let x = self.images.batch(&idx, self.device);
+        let y = self
+            .images
+            .batch_labels(&idx, self.device)
+            .expect("labels checked at start");
+        self.opt.zero_grad();
+        let logits = classify(&self.phi, &x, true);
+        let loss = logits.cross_entropy_for_logits(&y);
+        loss.backward();
+        self.opt.step(1.0);
+        let acc = logits
+            .argmax(-1, false)
+            .eq_tensor(&y)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        Ok(StepReport {
+            loss: loss.double_value(&[]),
+            metrics: vec![("accuracy", acc.double_value(&[]))],
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vars_with_prefix(&self.vs, "phi.");
+        out.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("opt.{k}"), t)),
+        );
+        out
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
+        restore_into(
+            &self.vs,
+            &take_prefix(&state, "phi."),
+            |_| true,
+            "classifier",
+        )
+        .map_err(bad)?;
+        self.opt
+            .load_state(&take_prefix(&state, "opt."))
+            .map_err(bad)
+    }
+}

@@ -1,0 +1,240 @@
+//! `histodiffusion/train-latent-classifier`: the time-dependent latent classifier ϕ(z_t, t)
+//! (Eq. 6, SPEC §5): z0 = s·E(x).sample() with the frozen AE and the diffusion model's
+//! scale factor, t ~ U{0..T−1} and z_t = q_sample(z0, t, ε) (paper), or t = 0 on clean
+//! latents (`official_t0`, the official code); CE, AdamW (wd 0.05). Output `classifier`:
+//! safetensors of ϕ under the guided-diffusion names.
+
+use super::schema::{float, int, one_of, param, slot};
+use super::train_common::{schedule, schedule_params};
+use super::train_diffusion::load_autoencoder;
+use crate::diffusion::{BetaSchedule, NoiseSchedule};
+use crate::models::autoencoder::AutoencoderKL;
+use crate::models::unet::presets::{latent_classifier, tiny_classifier};
+use crate::models::unet::EncoderUNetModel;
+use crate::training::images::{device, Images};
+use crate::training::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use histodiff_engine::registry::{KindSpec, ParamType};
+use histodiff_engine::stage::{Stage, StageContext, StageError};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub struct TrainLatentClassifier;
+
+fn invalid(e: impl std::fmt::Display) -> StageError {
+    StageError::Invalid(e.to_string())
+}
+
+/// ϕ for `preset` on `latent_size` latents with `classes` outputs.
+pub fn build_latent_classifier(
+    vs: &VarStore,
+    preset: &str,
+    classes: i64,
+    latent_size: i64,
+) -> Result<EncoderUNetModel, StageError> {
+    let mut config = if preset == "tiny" {
+        tiny_classifier(classes)
+    } else {
+        latent_classifier(classes)
+    };
+    config.image_size = latent_size;
+    EncoderUNetModel::new(&vs.root(), &config).map_err(invalid)
+}
+
+/// The 0-d `scale_factor` of a train-diffusion output.
+pub fn read_scale_factor(path: &std::path::Path) -> Result<f64, StageError> {
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
+    tensors
+        .iter()
+        .find(|(k, _)| k == "scale_factor")
+        .map(|(_, t)| t.double_value(&[]))
+        .ok_or_else(|| {
+            StageError::Invalid(format!(
+                "{}: no `scale_factor` (not a train-diffusion output?)",
+                path.display()
+            ))
+        })
+}
+
+impl Stage for TrainLatentClassifier {
+    fn spec(&self) -> KindSpec {
+        let mut params = vec![
+            param(
+                "preset",
+                one_of(&["tiny", "paper"]),
+                Some("paper".into()),
+                "ϕ and AE size: paper (SPEC §5.2) or tiny",
+            ),
+            param(
+                "batch_size",
+                int(Some(1), None),
+                Some(32.into()),
+                "latents per step (paper 32)",
+            ),
+            param(
+                "lr",
+                float(Some(0.0), None),
+                Some(5e-5.into()),
+                "AdamW learning rate",
+            ),
+            param(
+                "weight_decay",
+                float(Some(0.0), None),
+                Some(0.05.into()),
+                "AdamW weight decay",
+            ),
+            param(
+                "official_t0",
+                ParamType::Bool,
+                Some(false.into()),
+                "train on clean latents with t = 0 (official code) instead of t ~ U{0..999}",
+            ),
+        ];
+        params.extend(schedule_params(100));
+        KindSpec {
+            name: "histodiffusion/train-latent-classifier".into(),
+            version: 1,
+            params,
+            inputs: vec![
+                slot("images", true, false, "labeled image set (S′)"),
+                slot(
+                    "autoencoder",
+                    true,
+                    false,
+                    "AE weights (the encoder makes the latents)",
+                ),
+                slot(
+                    "unet",
+                    true,
+                    false,
+                    "train-diffusion output (for its scale factor)",
+                ),
+            ],
+            outputs: vec!["classifier".into()],
+            resumable: true,
+            doc: "time-dependent latent classifier ϕ(z_t, t) for guidance (Eq. 6)".into(),
+        }
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
+        let dev = device(ctx.device())?;
+        let images = Images::load(&ctx.input("images")?.path)?;
+        images.require_labels("train-latent-classifier")?;
+        let order = DataOrder::new(
+            images.len(),
+            ctx.param_i64("batch_size")? as usize,
+            ctx.param_i64("seed")? as u64,
+        );
+        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let preset = ctx.param_str("preset")?.to_string();
+        let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
+        let scale_factor = read_scale_factor(&ctx.input("unet")?.path)?;
+        let latent_size = images.image_size as i64 / ae.config().downsampling_factor();
+        let vs = VarStore::new(dev);
+        let phi = build_latent_classifier(&vs, &preset, images.classes.len() as i64, latent_size)?;
+        let opt = Adam::new(
+            trainable(&vs),
+            AdamConfig::adamw(ctx.param_f64("lr")?, ctx.param_f64("weight_decay")?),
+        );
+        let mut state = LatentState {
+            vs,
+            phi,
+            ae,
+            opt,
+            noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
+            official_t0: ctx.param_bool("official_t0")?,
+            scale_factor,
+            images,
+            order,
+            device: dev,
+        };
+        train(ctx, &schedule, &mut state)?;
+        crate::weights::save(&state.vs, &ctx.output_path("classifier")).map_err(StageError::other)
+    }
+}
+
+struct LatentState {
+    vs: VarStore,
+    phi: EncoderUNetModel,
+    ae: AutoencoderKL,
+    opt: Adam,
+    noise: NoiseSchedule,
+    official_t0: bool,
+    scale_factor: f64,
+    images: Images,
+    order: DataOrder,
+    device: Device,
+}
+
+impl Trainable for LatentState {
+    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
+        let idx = self.order.batch(step);
+        let x = self.images.batch(&idx, self.device);
+        let y = self
+            .images
+            .batch_labels(&idx, self.device)
+            .expect("labels checked at start");
+        let z0 = tch::no_grad(|| {
+            self.ae
+                .encode(&x, false)
+                .map(|p| p.sample() * self.scale_factor)
+        })
+        .map_err(invalid)?;
+        let b = z0.size()[0];
+        let (z_t, t) = if self.official_t0 {
+            (z0, Tensor::zeros([b], (Kind::Int64, self.device)))
+        } else {
+            let t = Tensor::randint(
+                self.noise.num_timesteps() as i64,
+                [b],
+                (Kind::Int64, self.device),
+            );
+            (
+                self.noise
+                    .q_sample(&z0, &t, &z0.randn_like())
+                    .map_err(invalid)?,
+                t,
+            )
+        };
+        self.opt.zero_grad();
+        let logits = self.phi.forward_t(&z_t, &t, true);
+        let loss = logits.cross_entropy_for_logits(&y);
+        loss.backward();
+        self.opt.step(1.0);
+        let acc = logits
+            .argmax(-1, false)
+            .eq_tensor(&y)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float);
+        Ok(StepReport {
+            loss: loss.double_value(&[]),
+            metrics: vec![("accuracy", acc.double_value(&[]))],
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vars_with_prefix(&self.vs, "phi.");
+        out.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("opt.{k}"), t)),
+        );
+        out
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
+        restore_into(
+            &self.vs,
+            &take_prefix(&state, "phi."),
+            |_| true,
+            "classifier",
+        )
+        .map_err(bad)?;
+        self.opt
+            .load_state(&take_prefix(&state, "opt."))
+            .map_err(bad)
+    }
+}

@@ -1,0 +1,214 @@
+//! The pieces train-autoencoder and finetune-decoder share: presets, the AE and its
+//! LPIPSWithDiscriminator loss in two VarStores, and one alternating step (AE optimizer,
+//! then discriminator optimizer on the same batch and detached x̂, SPEC §2.5).
+
+use super::adam::{Adam, AdamConfig};
+use super::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::losses::{AeLossConfig, LpipsWithDiscriminator};
+use crate::models::autoencoder::AutoencoderConfig;
+use crate::models::autoencoder::AutoencoderKL;
+use crate::models::discriminator::DiscriminatorConfig;
+use histodiff_engine::stage::StageError;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// `paper`: kl-f4 and the PatchGAN of SPEC §2; `tiny`: a CPU-sized AE (f = 2, 32 px
+/// resolution bookkeeping) and a 2-layer, 16-wide PatchGAN.
+pub fn preset(name: &str) -> Result<(AutoencoderConfig, DiscriminatorConfig), StageError> {
+    match name {
+        "paper" => Ok((AutoencoderConfig::default(), DiscriminatorConfig::default())),
+        "tiny" => Ok((
+            AutoencoderConfig::tiny(),
+            DiscriminatorConfig {
+                in_channels: 3,
+                ndf: 16,
+                n_layers: 2,
+            },
+        )),
+        other => Err(StageError::Invalid(format!(
+            "unknown preset `{other}` (tiny or paper)"
+        ))),
+    }
+}
+
+/// The AE, its loss, and one Adam per side.
+pub struct AeTraining {
+    pub ae_vs: VarStore,
+    pub ae: AutoencoderKL,
+    pub loss_vs: VarStore,
+    pub loss: LpipsWithDiscriminator,
+    pub opt_ae: Adam,
+    pub opt_disc: Adam,
+}
+
+/// Loss components of one step, for metrics.
+pub struct AeStepValues {
+    pub total: f64,
+    pub rec: f64,
+    pub kl: f64,
+    pub g_loss: f64,
+    pub d_weight: f64,
+    pub disc_loss: f64,
+}
+
+impl AeTraining {
+    /// Builds both stores on `device`; loads LPIPS from `lpips` when the perceptual weight
+    /// is positive (required then). `ae_init` loads AE weights (fine-tuning). `frozen`
+    /// names AE variables kept out of the AE optimizer (fine-tuning freezes the encoder).
+    pub fn new(
+        device: Device,
+        configs: (AutoencoderConfig, DiscriminatorConfig),
+        loss_config: AeLossConfig,
+        lpips: Option<&Path>,
+        ae_init: Option<&Path>,
+        lr: (f64, f64),
+        frozen: impl Fn(&str) -> bool,
+    ) -> Result<Self, StageError> {
+        let mut ae_vs = VarStore::new(device);
+        let ae = AutoencoderKL::new(&ae_vs.root(), configs.0).map_err(StageError::other)?;
+        if let Some(path) = ae_init {
+            crate::weights::load_strict(&mut ae_vs, path, |_| false)
+                .map_err(|e| StageError::Invalid(e.to_string()))?;
+        }
+        for (name, var) in ae_vs.variables() {
+            if frozen(&name) {
+                let _ = var.set_requires_grad(false);
+            }
+        }
+        let mut loss_vs = VarStore::new(device);
+        let loss_config = AeLossConfig {
+            discriminator: configs.1,
+            ..loss_config
+        };
+        let weight = loss_config.perceptual_weight;
+        let loss = LpipsWithDiscriminator::new(&loss_vs.root(), loss_config);
+        match (weight > 0.0, lpips) {
+            (true, Some(path)) => crate::weights::load_strict_prefixed(&mut loss_vs, path, "", "perceptual_loss.")
+                .map_err(|e| StageError::Invalid(e.to_string()))?,
+            (true, None) => {
+                return Err(StageError::Invalid(
+                    "perceptual_weight > 0 needs `lpips_weights` (see docs/weights.md), or set perceptual_weight: 0".into(),
+                ))
+            }
+            (false, _) => {}
+        }
+        // Both sides use Adam(β = 0.5, 0.9) as the LDM AutoencoderKL (SPEC §2.5).
+        let opt_ae = Adam::new(trainable(&ae_vs), AdamConfig::adam(lr.0, 0.5, 0.9));
+        let opt_disc = Adam::new(disc_params(&loss_vs), AdamConfig::adam(lr.1, 0.5, 0.9));
+        Ok(Self {
+            ae_vs,
+            ae,
+            loss_vs,
+            loss,
+            opt_ae,
+            opt_disc,
+        })
+    }
+
+    /// One AE update then one discriminator update on images `x` in [-1, 1].
+    /// `extra` adds a term to the AE loss from the reconstruction (fine-tuning's CE).
+    pub fn step(
+        &mut self,
+        x: &Tensor,
+        global_step: i64,
+        extra: impl FnOnce(&Tensor) -> Result<Option<Tensor>, StageError>,
+    ) -> Result<AeStepValues, StageError> {
+        self.opt_ae.zero_grad();
+        self.opt_disc.zero_grad();
+        let (xrec, posterior) = self.ae.forward(x, true, true).map_err(StageError::other)?;
+        let g = self
+            .loss
+            .generator_loss(
+                x,
+                &xrec,
+                &posterior,
+                global_step,
+                Some(self.ae.last_layer()),
+                true,
+            )
+            .map_err(StageError::other)?;
+        let total = match extra(&xrec)? {
+            Some(term) => g.loss + term,
+            None => g.loss,
+        };
+        total.backward();
+        self.opt_ae.step(1.0);
+        // The generator's backward also reached the discriminator; start its step clean.
+        self.opt_disc.zero_grad();
+        let d = self
+            .loss
+            .discriminator_loss(x, &xrec, global_step, true)
+            .map_err(StageError::other)?;
+        d.loss.backward();
+        self.opt_disc.step(1.0);
+        Ok(AeStepValues {
+            total: total.double_value(&[]),
+            rec: g.rec,
+            kl: g.kl,
+            g_loss: g.g_loss,
+            d_weight: g.d_weight,
+            disc_loss: d.loss.double_value(&[]),
+        })
+    }
+
+    /// Weights, discriminator and BN statistics, both optimizers (LPIPS is an input).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vars_with_prefix(&self.ae_vs, "ae.");
+        out.extend(
+            vars_with_prefix(&self.loss_vs, "loss.")
+                .into_iter()
+                .filter(|(k, _)| !is_lpips(k)),
+        );
+        out.extend(
+            self.opt_ae
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("opt_ae.{k}"), t)),
+        );
+        out.extend(
+            self.opt_disc
+                .state()
+                .into_iter()
+                .map(|(k, t)| (format!("opt_disc.{k}"), t)),
+        );
+        out
+    }
+
+    pub fn restore(&mut self, state: &[(String, Tensor)]) -> Result<(), StageError> {
+        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
+        restore_into(
+            &self.ae_vs,
+            &take_prefix(state, "ae."),
+            |_| true,
+            "autoencoder",
+        )
+        .map_err(bad)?;
+        restore_into(
+            &self.loss_vs,
+            &take_prefix(state, "loss."),
+            |k| !is_lpips(&format!("loss.{k}")),
+            "loss",
+        )
+        .map_err(bad)?;
+        self.opt_ae
+            .load_state(&take_prefix(state, "opt_ae."))
+            .map_err(bad)?;
+        self.opt_disc
+            .load_state(&take_prefix(state, "opt_disc."))
+            .map_err(bad)?;
+        Ok(())
+    }
+}
+
+fn is_lpips(prefixed: &str) -> bool {
+    prefixed.starts_with("loss.perceptual_loss.")
+}
+
+/// The discriminator's trainable variables (`logvar` stays frozen as upstream).
+fn disc_params(loss_vs: &VarStore) -> Vec<(String, Tensor)> {
+    trainable(loss_vs)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("discriminator."))
+        .collect()
+}

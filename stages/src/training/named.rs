@@ -1,0 +1,62 @@
+//! Named tensor lists: how a training state is flattened into one checkpoint file
+//! (prefix per component, PyTorch names inside) and split again on resume.
+
+use std::collections::BTreeMap;
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// Every variable of `vs` under `prefix`, sorted by name (deterministic file layout).
+pub fn vars_with_prefix(vs: &VarStore, prefix: &str) -> Vec<(String, Tensor)> {
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    vars.into_iter()
+        .map(|(k, t)| (format!("{prefix}{k}"), t))
+        .collect()
+}
+
+/// The tensors whose names start with `prefix`, with the prefix removed.
+pub fn take_prefix(tensors: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor)> {
+    tensors
+        .iter()
+        .filter_map(|(k, t)| {
+            k.strip_prefix(prefix)
+                .map(|rest| (rest.to_string(), t.shallow_clone()))
+        })
+        .collect()
+}
+
+/// Trainable variables of `vs` (those that require grad), sorted by name.
+pub fn trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    vars.into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect()
+}
+
+/// Copies `tensors` (names without prefix) into the variables of `vs` accepted by `keep`;
+/// every kept variable must be present with its shape. `origin` names the source in errors.
+pub fn restore_into(
+    vs: &VarStore,
+    tensors: &[(String, Tensor)],
+    keep: impl Fn(&str) -> bool,
+    origin: &str,
+) -> Result<(), String> {
+    let by_name: BTreeMap<&str, &Tensor> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        if !keep(&name) {
+            continue;
+        }
+        let src = by_name
+            .get(name.as_str())
+            .ok_or_else(|| format!("{origin}: lacks `{name}`"))?;
+        if src.size() != var.size() {
+            return Err(format!(
+                "{origin}: `{name}` has shape {:?}, expected {:?}",
+                src.size(),
+                var.size()
+            ));
+        }
+        var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
+    }
+    Ok(())
+}
