@@ -71,17 +71,10 @@ fn verify_reports_a_flipped_byte() {
 #[test]
 fn malformed_pipelines_exit_2_with_a_location_and_touch_no_store() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pipelines/malformed");
-    // `data/image-folder` now takes its images from `path` *or* an input `folder`, so a
-    // missing `path` is caught when the stage runs (exit 1), not by the validator: this
-    // corpus file no longer describes a malformed pipeline.
-    let valid_now = ["missing_required_param.yaml"];
     let mut checked = 0;
     for entry in std::fs::read_dir(&corpus).unwrap().flatten() {
         let path = entry.path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if path.extension().and_then(|e| e.to_str()) != Some("yaml")
-            || valid_now.contains(&name.as_str())
-        {
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
         let p = Project::new();
