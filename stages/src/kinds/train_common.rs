@@ -67,3 +67,52 @@ pub fn schedule(ctx: &StageContext, steps_per_epoch: u64) -> Result<Schedule, St
         seed,
     })
 }
+
+/// One cross-entropy step of a classifier (φ or ϕ): backward, optimizer step, and the
+/// loss and batch accuracy for the progress line.
+pub fn cross_entropy_step(
+    opt: &mut crate::training::Adam,
+    logits: &tch::Tensor,
+    labels: &tch::Tensor,
+) -> crate::training::StepReport {
+    let loss = logits.cross_entropy_for_logits(labels);
+    loss.backward();
+    opt.step(1.0);
+    let acc = logits
+        .argmax(-1, false)
+        .eq_tensor(labels)
+        .to_kind(tch::Kind::Float)
+        .mean(tch::Kind::Float);
+    crate::training::StepReport {
+        loss: loss.double_value(&[]),
+        metrics: vec![("accuracy", acc.double_value(&[]))],
+    }
+}
+
+/// Checkpoint state of a classifier trained alone: its weights under `phi.`, the
+/// optimizer's moments under `opt.`.
+pub fn classifier_state(
+    vs: &tch::nn::VarStore,
+    opt: &crate::training::Adam,
+) -> Vec<(String, tch::Tensor)> {
+    use crate::training::named::vars_with_prefix;
+    let mut out = vars_with_prefix(vs, "phi.");
+    out.extend(
+        opt.state()
+            .into_iter()
+            .map(|(k, t)| (format!("opt.{k}"), t)),
+    );
+    out
+}
+
+/// Restores what [`classifier_state`] saved.
+pub fn restore_classifier(
+    vs: &tch::nn::VarStore,
+    opt: &mut crate::training::Adam,
+    state: &[(String, tch::Tensor)],
+) -> Result<(), StageError> {
+    use crate::training::named::{restore_into, take_prefix};
+    let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
+    restore_into(vs, &take_prefix(state, "phi."), |_| true, "classifier").map_err(bad)?;
+    opt.load_state(&take_prefix(state, "opt.")).map_err(bad)
+}

@@ -4,11 +4,13 @@
 //! `classifier`: safetensors of φ under the guided-diffusion names.
 
 use super::schema::{float, int, one_of, param, slot};
-use super::train_common::{schedule, schedule_params};
+use super::train_common::{
+    classifier_state, cross_entropy_step, restore_classifier, schedule, schedule_params,
+};
 use crate::models::unet::presets::{image_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
 use crate::training::images::{device, Images};
-use crate::training::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::training::named::trainable;
 use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
@@ -136,42 +138,14 @@ impl Trainable for PhiState {
             .expect("labels checked at start");
         self.opt.zero_grad();
         let logits = classify(&self.phi, &x, true);
-        let loss = logits.cross_entropy_for_logits(&y);
-        loss.backward();
-        self.opt.step(1.0);
-        let acc = logits
-            .argmax(-1, false)
-            .eq_tensor(&y)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float);
-        Ok(StepReport {
-            loss: loss.double_value(&[]),
-            metrics: vec![("accuracy", acc.double_value(&[]))],
-        })
+        Ok(cross_entropy_step(&mut self.opt, &logits, &y))
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = vars_with_prefix(&self.vs, "phi.");
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(k, t)| (format!("opt.{k}"), t)),
-        );
-        out
+        classifier_state(&self.vs, &self.opt)
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
-        restore_into(
-            &self.vs,
-            &take_prefix(&state, "phi."),
-            |_| true,
-            "classifier",
-        )
-        .map_err(bad)?;
-        self.opt
-            .load_state(&take_prefix(&state, "opt."))
-            .map_err(bad)
+        restore_classifier(&self.vs, &mut self.opt, &state)
     }
 }
