@@ -68,9 +68,18 @@ pub struct Job {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Progress of a long stage.
-    Progress { step: u64, total: u64, loss: Option<f64>, message: Option<String> },
+    Progress {
+        step: u64,
+        total: u64,
+        loss: Option<f64>,
+        message: Option<String>,
+    },
     /// A scalar to keep in the `metrics` table.
-    Metric { name: String, step: Option<u64>, value: f64 },
+    Metric {
+        name: String,
+        step: Option<u64>,
+        value: f64,
+    },
     /// A checkpoint was written (path relative to `checkpoint_dir`).
     Checkpoint { step: u64, file: String },
     /// Free text for the log.

@@ -13,16 +13,26 @@ use std::collections::BTreeMap;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ParamType {
     Bool,
-    Int { min: Option<i64>, max: Option<i64> },
-    Float { min: Option<f64>, max: Option<f64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     String,
     /// One of a fixed set of strings.
-    Enum { values: Vec<String> },
+    Enum {
+        values: Vec<String>,
+    },
     /// A path to external data, relative to the pipeline file. Its *content* enters the
     /// stage key (through the stat cache), not its name.
     Path,
     /// A list of values of one type.
-    List { item: Box<ParamType> },
+    List {
+        item: Box<ParamType>,
+    },
 }
 
 /// One parameter of a kind.

@@ -56,7 +56,11 @@ pub struct StageContext {
 
 impl StageContext {
     pub fn new(job: Job, interrupt: Arc<AtomicBool>, events: Box<dyn Write + Send>) -> Self {
-        StageContext { job, interrupt, events }
+        StageContext {
+            job,
+            interrupt,
+            events,
+        }
     }
 
     /// Artifacts bound to a slot (empty if the slot is optional and unbound).
@@ -136,14 +140,26 @@ impl StageContext {
     }
 
     pub fn progress(&mut self, step: u64, total: u64, loss: Option<f64>) {
-        self.emit(&Event::Progress { step, total, loss, message: None });
+        self.emit(&Event::Progress {
+            step,
+            total,
+            loss,
+            message: None,
+        });
     }
 
     pub fn metric(&mut self, name: &str, step: Option<u64>, value: f64) {
-        self.emit(&Event::Metric { name: name.to_string(), step, value });
+        self.emit(&Event::Metric {
+            name: name.to_string(),
+            step,
+            value,
+        });
     }
 
     pub fn log(&mut self, message: impl Into<String>) {
-        self.emit(&Event::Log { level: "info".into(), message: message.into() });
+        self.emit(&Event::Log {
+            level: "info".into(),
+            message: message.into(),
+        });
     }
 }

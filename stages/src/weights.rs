@@ -11,25 +11,42 @@ pub enum WeightsError {
     #[error("{file}: cannot read safetensors: {source}")]
     Read { file: String, source: tch::TchError },
     #[error("{file}: weights do not match the model: missing keys [{missing}], unexpected keys [{unexpected}]")]
-    Keys { file: String, missing: String, unexpected: String },
+    Keys {
+        file: String,
+        missing: String,
+        unexpected: String,
+    },
     #[error("{file}: `{key}` has shape {found:?}, the model expects {expected:?}")]
-    Shape { file: String, key: String, found: Vec<i64>, expected: Vec<i64> },
+    Shape {
+        file: String,
+        key: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
     #[error("{file}: cannot write safetensors: {source}")]
     Write { file: String, source: tch::TchError },
 }
 
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, WeightsError> {
-    Tensor::read_safetensors(path)
-        .map_err(|source| WeightsError::Read { file: path.display().to_string(), source })
+    Tensor::read_safetensors(path).map_err(|source| WeightsError::Read {
+        file: path.display().to_string(),
+        source,
+    })
 }
 
 /// Loads `path` into `vs`, requiring exactly the same key set (after dropping keys for
 /// which `ignore` returns true, e.g. BatchNorm's `num_batches_tracked`).
-pub fn load_strict(vs: &mut VarStore, path: &Path, ignore: impl Fn(&str) -> bool) -> Result<(), WeightsError> {
+pub fn load_strict(
+    vs: &mut VarStore,
+    path: &Path,
+    ignore: impl Fn(&str) -> bool,
+) -> Result<(), WeightsError> {
     let file = path.display().to_string();
-    let tensors: Vec<(String, Tensor)> =
-        read_tensors(path)?.into_iter().filter(|(k, _)| !ignore(k)).collect();
+    let tensors: Vec<(String, Tensor)> = read_tensors(path)?
+        .into_iter()
+        .filter(|(k, _)| !ignore(k))
+        .collect();
     load_tensors_strict(vs, &file, tensors)
 }
 
@@ -48,20 +65,34 @@ pub fn load_strict_prefixed(
     let file = path.display().to_string();
     let tensors: Vec<(String, Tensor)> = read_tensors(path)?
         .into_iter()
-        .filter_map(|(k, t)| k.strip_prefix(file_prefix).map(|rest| (format!("{store_prefix}{rest}"), t)))
+        .filter_map(|(k, t)| {
+            k.strip_prefix(file_prefix)
+                .map(|rest| (format!("{store_prefix}{rest}"), t))
+        })
         .collect();
-    let vars: HashMap<String, Tensor> =
-        vs.variables().into_iter().filter(|(k, _)| k.starts_with(store_prefix)).collect();
+    let vars: HashMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(store_prefix))
+        .collect();
     copy_strict(&vars, &file, tensors)
 }
 
 /// Same as [`load_strict`] from tensors already in memory; `origin` names them in errors.
-pub fn load_tensors_strict(vs: &mut VarStore, origin: &str, tensors: Vec<(String, Tensor)>) -> Result<(), WeightsError> {
+pub fn load_tensors_strict(
+    vs: &mut VarStore,
+    origin: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<(), WeightsError> {
     copy_strict(&vs.variables(), origin, tensors)
 }
 
 /// Copies `tensors` into `vars`, requiring the same key set and shapes.
-fn copy_strict(vars: &HashMap<String, Tensor>, origin: &str, tensors: Vec<(String, Tensor)>) -> Result<(), WeightsError> {
+fn copy_strict(
+    vars: &HashMap<String, Tensor>,
+    origin: &str,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<(), WeightsError> {
     let file_keys: BTreeSet<&str> = tensors.iter().map(|(k, _)| k.as_str()).collect();
     let model_keys: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
     let missing: Vec<&str> = model_keys.difference(&file_keys).copied().collect();
@@ -94,6 +125,8 @@ fn copy_strict(vars: &HashMap<String, Tensor>, origin: &str, tensors: Vec<(Strin
 pub fn save(vs: &VarStore, path: &Path) -> Result<(), WeightsError> {
     let vars = vs.variables();
     let named: Vec<(String, Tensor)> = vars.into_iter().collect();
-    Tensor::write_safetensors(&named, path)
-        .map_err(|source| WeightsError::Write { file: path.display().to_string(), source })
+    Tensor::write_safetensors(&named, path).map_err(|source| WeightsError::Write {
+        file: path.display().to_string(),
+        source,
+    })
 }

@@ -24,7 +24,11 @@ fn quickstart_validates() {
 
 #[test]
 fn paper_pipelines_validate() {
-    for name in ["histodiffusion.yaml", "histodiffusion-official.yaml", "ablations.yaml"] {
+    for name in [
+        "histodiffusion.yaml",
+        "histodiffusion-official.yaml",
+        "ablations.yaml",
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../pipelines")
             .join(name);

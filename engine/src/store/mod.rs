@@ -191,12 +191,9 @@ pub async fn open(
                     .to_string(),
             )
         })?;
-        let store = postgres::open_postgres(
-            store,
-            &base_dir.join(shared),
-            sql::StoreOptions::default(),
-        )
-        .await?;
+        let store =
+            postgres::open_postgres(store, &base_dir.join(shared), sql::StoreOptions::default())
+                .await?;
         return Ok(Arc::new(store));
     }
     let root = base_dir.join(store);
