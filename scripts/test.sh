@@ -22,4 +22,4 @@ done
 
 # The dev profile (dependencies at opt-level 2, see Cargo.toml) keeps CI to one build:
 # the heavy work is in libtorch either way.
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

@@ -14,6 +14,15 @@ use histodiff_stages::kinds::{
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// libtorch's random generator is process-wide and the training kinds reseed it every
+/// step: a test that draws from it in parallel (a random-init Inception, say) would break
+/// the byte-identical resume. The tests of this file therefore run one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// demo (4 classes × 24 at 32 px) → image-folder → 50 % train / 50 % test.
 fn demo_split(dir: &Path) -> (PathBuf, PathBuf) {
@@ -56,6 +65,7 @@ fn params() -> serde_json::Value {
 
 #[test]
 fn tiny_vit_learns_demo_classes_and_resumes_byte_identically() {
+    let _serial = serial();
     let tmp = temp_dir("classifier");
     let dir = tmp.path();
     let (train, test) = demo_split(dir);
@@ -120,6 +130,7 @@ fn tiny_vit_learns_demo_classes_and_resumes_byte_identically() {
 
 #[test]
 fn selection_by_random_and_by_centroid_fills_the_quotas() {
+    let _serial = serial();
     let tmp = temp_dir("select");
     let dir = tmp.path();
     let (train, test) = demo_split(dir);
@@ -166,6 +177,7 @@ fn selection_by_random_and_by_centroid_fills_the_quotas() {
 
 #[test]
 fn fid_without_inception_weights_says_not_computed() {
+    let _serial = serial();
     use histodiff_stages::kinds::fid::Fid;
     use histodiff_stages::report::results::{read, FidResult};
     let tmp = temp_dir("fid");
@@ -193,6 +205,7 @@ fn fid_without_inception_weights_says_not_computed() {
 /// distance of a set to itself is ~0 and to a different set is positive.
 #[test]
 fn fid_with_inception_weights_is_computed() {
+    let _serial = serial();
     use histodiff_stages::kinds::fid::Fid;
     use histodiff_stages::models::inception::{FidInceptionV3, InceptionConfig};
     use histodiff_stages::report::results::{read, FidResult};
