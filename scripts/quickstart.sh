@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-cargo build --release --bin histodiff
+# The binary and the stages library its workers load (src/worker.rs).
+cargo build --release -p histodiff -p histodiff-stages
 exec target/release/histodiff run examples/quickstart.yaml "$@"

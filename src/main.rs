@@ -5,6 +5,8 @@ mod cli;
 mod commands;
 mod exit;
 mod progress;
+mod registry;
+mod worker;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -25,8 +27,7 @@ fn main() {
     };
     // The worker runs stage code synchronously; everything else is the async orchestrator.
     if let Command::Worker { job } = &args.command {
-        let stages = histodiff_stages::kinds::all();
-        std::process::exit(histodiff_engine::worker::run_worker(job, &stages));
+        std::process::exit(worker::run(job));
     }
     install_panic_hook();
     init_tracing();
@@ -78,3 +79,10 @@ fn install_panic_hook() {
         eprintln!("  this is a bug in histodiff; please report it with the command you ran");
     }));
 }
+
+// The orchestrator allocates millions of small strings and maps for a 10,000-member
+// sweep (instances, fingerprints, store rows). glibc's allocator hands large freed blocks
+// back to the kernel and faults them in again (37,000 page faults for a `plan` at
+// N = 10,000, against 6,800 with mimalloc), which made `plan` about 1.5x slower.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -212,3 +212,25 @@ stages:
     let out = p.run(&["cat", "env"]).expect_code(0).stdout;
     assert_eq!(out, "gpus=[] threads=1\n", "device: cpu hides every GPU");
 }
+
+#[test]
+fn a_command_line_longer_than_one_argument_runs() {
+    // Linux refuses one argument over 128 KiB; a gather over a large sweep makes such
+    // lines, so they must still run (through a script file).
+    let p = Project::new();
+    let word = "x".repeat(200 * 1024);
+    let yaml = format!(
+        r#"
+version: 1
+stages:
+  long:
+    uses: command
+    run: "printf '%s' {word} | wc -c > ${{outs.n}}"
+    outs: {{ n: n.txt }}
+"#
+    );
+    let pipeline = p.pipeline(&yaml);
+    p.run(&["run", pipeline.to_str().unwrap()]).expect_code(0);
+    let n = p.run(&["cat", "long"]).expect_code(0).stdout;
+    assert_eq!(n.trim(), (200 * 1024).to_string());
+}

@@ -176,6 +176,22 @@ fn shell_quote(p: &Path) -> String {
     }
 }
 
+/// Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN); a gather over a
+/// 10,000-member sweep easily makes a longer line. Longer lines go through a script file.
+const LONGEST_ARGUMENT: usize = 64 * 1024;
+
+/// `sh -c LINE`, or `sh WORK/command.sh` for a line too long for one argument.
+fn shell_line(shell: &mut Command, line: &str, work: &Path) -> Result<(), StageError> {
+    if line.len() <= LONGEST_ARGUMENT {
+        shell.arg("-c").arg(line);
+        return Ok(());
+    }
+    let script = work.join("command.sh");
+    fs::write(&script, format!("{line}\n")).map_err(|e| io_error("write", &script, e))?;
+    shell.arg(script);
+    Ok(())
+}
+
 /// Runs the line with `sh -c` in a process group of its own; stdout and stderr go to
 /// files in the work directory. An interrupt request terminates the group.
 fn run_shell(
@@ -203,9 +219,8 @@ fn run_shell(
             });
         }
     }
+    shell_line(&mut shell, line, work)?;
     let mut child = shell
-        .arg("-c")
-        .arg(line)
         .current_dir(run_dir)
         .stdin(Stdio::null())
         .stdout(stdout)

@@ -40,10 +40,24 @@ pub enum ParamType {
 pub struct ParamSpec {
     pub name: String,
     pub ty: ParamType,
-    /// `None` means the parameter is required.
+    /// `None` means the parameter is required; `Some(null)` that it is optional.
+    /// (Serialised as an absent key and a `null`, so that the CLI's copy of the specs in
+    /// `stages/kinds.json` keeps the difference.)
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
     pub default: Option<serde_json::Value>,
     /// One line for `histodiff kinds` and error messages.
     pub doc: String,
+}
+
+/// A present key is `Some`, even when its value is `null`.
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// One input slot of a kind.

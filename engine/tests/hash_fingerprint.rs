@@ -2,7 +2,9 @@
 //! trustworthy — map order irrelevant, list order relevant, an absent slot differs from an
 //! empty list, scheduling fields never enter, every parameter change changes the key.
 
-use histodiff_engine::fingerprint::{canonical_json, dep_key, Fingerprint, SlotHashes, KEY_SCHEMA};
+use histodiff_engine::fingerprint::{
+    canonical_json, dep_key, CommandFingerprint, Fingerprint, SlotHashes, KEY_SCHEMA,
+};
 use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::plan::{CommandSpec, Instance, Resources};
 use proptest::prelude::*;
@@ -152,6 +154,32 @@ fn with_params(pairs: &[(String, Value)]) -> Fingerprint {
 }
 
 proptest! {
+    #[test]
+    fn direct_canonical_json_equals_the_value_route(
+        pairs in params(),
+        slots in prop::collection::vec(("[a-z\\\\\"é]{1,6}", prop::collection::vec(0u8..6, 0..3), any::<bool>()), 0..4),
+        externals in prop::collection::vec(("[a-z:/\\.]{1,10}", 0u8..6), 0..3),
+        command in prop::option::of(("[ -~]{0,20}", prop::collection::vec(("[a-z]{1,5}", "[a-z/.]{1,8}"), 0..3))),
+        salt in "[ -~é]{0,6}",
+    ) {
+        let inputs: BTreeMap<String, SlotHashes> = slots
+            .into_iter()
+            .map(|(name, hs, many)| {
+                let hs: Vec<ArtifactHash> = hs.iter().map(|c| h(char::from(b'a' + c))).collect();
+                let slot = match (many, hs.first()) {
+                    (false, Some(one)) => SlotHashes::One(one.clone()),
+                    _ => SlotHashes::Many(hs),
+                };
+                (name, slot)
+            })
+            .collect();
+        let externals = externals.into_iter().map(|(k, c)| (k, h(char::from(b'a' + c)))).collect();
+        let mut fp = Fingerprint::of(&instance(Value::Object(pairs.into_iter().collect())), inputs, externals, &salt);
+        fp.command = command.map(|(run, outs)| CommandFingerprint { run, outs: outs.into_iter().collect() });
+        let via_value = histodiff_engine::fingerprint::canonical_json(&serde_json::to_value(&fp).unwrap());
+        prop_assert_eq!(fp.canonical_json(), via_value);
+    }
+
     #[test]
     fn map_order_is_irrelevant(pairs in params()) {
         let mut reversed = pairs.clone();

@@ -11,6 +11,7 @@ mod run;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{CliError, Coded, BAD_INPUT, STORE};
+pub use crate::registry::registry;
 use histodiff_engine::plan::{ExecutorKind, Plan};
 use histodiff_engine::registry::Registry;
 use histodiff_engine::spec::{self, SettingsOverrides};
@@ -91,15 +92,6 @@ impl Global {
             ..Default::default()
         }
     }
-}
-
-/// The engine's built-in kinds plus every kind of the stages crate.
-pub fn registry() -> Registry {
-    let mut registry = Registry::with_builtins();
-    for stage in histodiff_stages::kinds::all() {
-        registry.insert(stage.spec());
-    }
-    registry
 }
 
 /// Loads and validates a pipeline; every error is printed, located, and exits 2.

@@ -28,6 +28,10 @@ pub async fn plan(global: &Global, pipeline: &Path, all: bool) -> Result<i32, Cl
     }
     let _ = writeln!(out, "{run} to run, {cached} cached");
     print!("{out}");
+    // The process exits next; freeing a 30,000-instance plan piece by piece would only
+    // add to the time the user waits.
+    std::mem::forget(verdicts);
+    std::mem::forget(plan);
     Ok(OK)
 }
 
@@ -41,7 +45,31 @@ fn describe(reason: &Reason) -> String {
         }
         Reason::LastAttempt(status) => format!("last attempt {status}"),
         Reason::NotCached => "result no longer cached".into(),
-        Reason::Upstream(ups) => format!("upstream will run: {}", ups.join(", ")),
+        Reason::Upstream(ups) => format!("upstream will run: {}", name_some(ups)),
         Reason::External(e) => e.clone(),
+    }
+}
+
+/// How many upstream names a plan line shows; a gather over a 10,000-member sweep would
+/// otherwise print one line of 10,000 names.
+const SHOWN_UPSTREAMS: usize = 3;
+
+fn name_some(names: &[String]) -> String {
+    if names.len() <= SHOWN_UPSTREAMS + 1 {
+        return names.join(", ");
+    }
+    let more = names.len() - SHOWN_UPSTREAMS;
+    format!("{} and {more} more", names[..SHOWN_UPSTREAMS].join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_some;
+
+    #[test]
+    fn long_upstream_lists_are_cut() {
+        let names: Vec<String> = (0..10).map(|i| format!("e[i={i}]")).collect();
+        assert_eq!(name_some(&names[..4]), "e[i=0], e[i=1], e[i=2], e[i=3]");
+        assert_eq!(name_some(&names), "e[i=0], e[i=1], e[i=2] and 7 more");
     }
 }

@@ -7,6 +7,7 @@ pub mod kinds;
 pub mod losses;
 pub mod metrics;
 pub mod models;
+pub mod plugin;
 pub mod report;
 pub mod train;
 pub mod training;

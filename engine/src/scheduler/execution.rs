@@ -67,12 +67,14 @@ pub async fn hash_externals(
     store: &Arc<dyn Store>,
     plan: &Plan,
 ) -> Result<ExternalHashes, (PathBuf, String)> {
+    let paths = external_paths(plan);
+    let hasher: store::stat_cache::FileHasher = Arc::new(|p: &Path| crate::hash::hash_file(p));
+    let hashed = store::stat_cache::hash_externals_with(store.as_ref(), &paths, hasher)
+        .await
+        .map_err(|(path, e)| (path, e.to_string()))?;
     let mut hashes = ExternalHashes::new();
-    for path in external_paths(plan) {
-        match store::stat_cache::hash_external(store.as_ref(), &path).await {
-            Ok(external) => hashes.insert(path, external.hash),
-            Err(e) => return Err((path, e.to_string())),
-        };
+    for (path, external) in paths.into_iter().zip(hashed) {
+        hashes.insert(path, external.hash);
     }
     Ok(hashes)
 }

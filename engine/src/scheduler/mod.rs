@@ -118,10 +118,12 @@ impl Scheduler {
             tasks: JoinSet::new(),
             cancel: watch::channel(Cancel::Keep).0,
             summary: RunSummary::new(run_id),
+            recording: JoinSet::new(),
             ctx,
             externals,
         };
         let result = lp.drive(shutdown).await;
+        let result = result.and(lp.recorded().await);
         heartbeat.abort();
         let status = match (
             &result,
@@ -147,6 +149,8 @@ struct Loop {
     tasks: JoinSet<(Launch, ExecutionEnd)>,
     cancel: watch::Sender<Cancel>,
     summary: RunSummary,
+    /// Cache hits being written to the store while the next layer is keyed.
+    recording: JoinSet<Result<(), crate::store::StoreError>>,
     ctx: Arc<RunContext>,
     externals: Result<ExternalHashes, (std::path::PathBuf, String)>,
 }
@@ -211,7 +215,7 @@ impl Loop {
                 match cached.get(&key) {
                     Some(hit) => {
                         self.summary.cached += 1;
-                        hits.push((self.new_execution(i, &key, &fingerprint), hit.execution_id));
+                        hits.push((self.cache_hit(i, &key), hit.execution_id));
                         self.state
                             .resolve(i, Arc::new(execution::hashes_of(&hit.outputs)));
                         self.ctx.observer.on(RunEvent::Finished {
@@ -233,19 +237,35 @@ impl Loop {
                 }
             }
             if !hits.is_empty() {
-                self.ctx.store.record_cache_hits(&hits).await?;
+                // Nothing downstream reads these rows during the run: writing them
+                // alongside the next layer's keys and lookups takes them off the
+                // critical path of a no-op run (see `recorded`).
+                let store = self.ctx.store.clone();
+                self.recording
+                    .spawn(async move { store.record_cache_hits(&hits).await });
             }
         }
     }
 
-    /// The execution row of instance `i` (for a cache-hit row, its fingerprint is the
-    /// source's, which equals this one since the keys are equal).
-    fn new_execution(
-        &self,
-        i: usize,
-        key: &StageKey,
-        fingerprint: &crate::fingerprint::Fingerprint,
-    ) -> NewExecution {
+    /// Waits for every cache-hit record; the first failure fails the run.
+    async fn recorded(&mut self) -> Result<(), SchedulerError> {
+        let mut first = Ok(());
+        while let Some(joined) = self.recording.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                Err(crate::store::StoreError::Unsupported(format!(
+                    "recording cache hits ended abnormally: {e}"
+                )))
+            });
+            if let (Ok(()), Err(e)) = (&first, result) {
+                first = Err(SchedulerError::Store(e));
+            }
+        }
+        first
+    }
+
+    /// The `cached` execution row of instance `i`. It stores no fingerprint: the
+    /// source's equals it (the keys are equal), and readers take that one.
+    fn cache_hit(&self, i: usize, key: &StageKey) -> NewExecution {
         let inst = &self.ctx.plan.instances[i];
         NewExecution {
             run_id: self.ctx.run_id,
@@ -255,7 +275,7 @@ impl Loop {
             kind: inst.kind.clone(),
             kind_version: inst.kind_version,
             attempt: 1,
-            fingerprint: fingerprint.canonical_json(),
+            fingerprint: String::new(),
         }
     }
 

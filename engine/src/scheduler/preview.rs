@@ -47,21 +47,36 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
         }
     };
     let mut outputs: Vec<Option<Arc<Outputs>>> = vec![None; n];
-    loop {
-        // Undecided instances whose upstreams are all cached: their keys are known.
-        let wave: Vec<(usize, Fingerprint)> = (0..n)
-            .filter(|&i| verdicts[i].is_none())
+    // Layer by layer, as `run` resolves them: an instance is keyed once all its
+    // upstreams are cached (counted down), so each instance is keyed at most once.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting: Vec<usize> = (0..n)
+        .map(|i| {
+            let ups = plan.upstreams(i);
+            for &u in &ups {
+                dependents[u].push(i);
+            }
+            ups.len()
+        })
+        .collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    while !ready.is_empty() {
+        let wave: Vec<(usize, Fingerprint)> = std::mem::take(&mut ready)
+            .into_iter()
             .filter_map(|i| fingerprint(plan, i, &outputs, &externals).map(|fp| (i, fp)))
             .collect();
-        if wave.is_empty() {
-            break;
-        }
         let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
         let hits = store.cached_many(&keys).await?;
         for ((i, fp), key) in wave.into_iter().zip(keys) {
             verdicts[i] = Some(match hits.get(&key) {
                 Some(hit) => {
                     outputs[i] = Some(Arc::new(hashes_of(&hit.outputs)));
+                    for &d in &dependents[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 {
+                            ready.push(d);
+                        }
+                    }
                     Verdict::Cached(key)
                 }
                 None => Verdict::Run(reason(store, &plan.instances[i].name, &key, &fp).await?),

@@ -15,7 +15,7 @@ use crate::protocol::ArtifactKind;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,19 +45,103 @@ pub async fn hash_external_with(
     path: &Path,
     hasher: FileHasher,
 ) -> StoreResult<ExternalHash> {
-    // The top-level path may be a link (a dataset linked into the project); inside a
-    // directory, links are refused by the manifest walk.
-    let root = std::fs::canonicalize(path).map_err(|e| HashError::io(path, e))?;
-    let scan = blocking({
-        let root = root.clone();
-        move || scan(&root)
+    let paths = [path.to_path_buf()];
+    let mut hashes = hash_externals_with(store, &paths, hasher)
+        .await
+        .map_err(|(_, e)| e)?;
+    Ok(hashes.remove(0))
+}
+
+/// Hashes many files and directories with one scan pass, one batched lookup and one
+/// write: a sweep with 10,000 `deps` costs a few queries, not 10,000 round trips. The
+/// error names the path it concerns.
+pub async fn hash_externals_with(
+    store: &dyn Store,
+    paths: &[PathBuf],
+    hasher: FileHasher,
+) -> Result<Vec<ExternalHash>, (PathBuf, StoreError)> {
+    let scans: Vec<Scan> = blocking_located({
+        let paths = paths.to_vec();
+        move || {
+            let mut parents = Canonical::default();
+            paths.iter().map(|p| scan_path(p, &mut parents)).collect()
+        }
     })
     .await?;
-    let paths: Vec<String> = scan.files.iter().map(|f| f.path.clone()).collect();
-    let known = store.stat_get_many(&paths).await?;
-    let hashed = blocking(move || hash_missing(scan, known, hasher)).await?;
-    store.stat_put_many(&hashed.fresh).await?;
-    Ok(hashed.result)
+    let files: Vec<String> = scans
+        .iter()
+        .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
+        .collect();
+    let first = || paths.first().cloned().unwrap_or_default();
+    let known = store
+        .stat_get_many(&files)
+        .await
+        .map_err(|e| (first(), e))?;
+    let hashed: Vec<Hashed> = blocking_located({
+        let paths = paths.to_vec();
+        move || {
+            let racy_after = now_ns() - RACY_WINDOW.as_nanos() as i64;
+            scans
+                .into_iter()
+                .zip(paths)
+                .map(|(scan, path)| {
+                    hash_missing(scan, &known, &hasher, racy_after).map_err(|e| (path, e))
+                })
+                .collect()
+        }
+    })
+    .await?;
+    let (results, fresh): (Vec<ExternalHash>, Vec<Vec<StatEntry>>) =
+        hashed.into_iter().map(|h| (h.result, h.fresh)).unzip();
+    let fresh: Vec<StatEntry> = fresh.into_iter().flatten().collect();
+    store
+        .stat_put_many(&fresh)
+        .await
+        .map_err(|e| (first(), e))?;
+    Ok(results)
+}
+
+/// The metadata scan of one top-level path. The path may be a link (a dataset linked
+/// into the project); inside a directory, links are refused by the manifest walk.
+fn scan_path(path: &Path, parents: &mut Canonical) -> Result<Scan, (PathBuf, HashError)> {
+    let located = |e| (path.to_path_buf(), e);
+    let root = parents
+        .resolve(path)
+        .map_err(|e| located(HashError::io(path, e)))?;
+    scan(&root).map_err(located)
+}
+
+/// `canonicalize`, with each parent directory resolved once: 10,000 `deps` in one
+/// folder cost one walk of its components and 10,000 `lstat`s, not 50,000 `readlink`s.
+#[derive(Default)]
+struct Canonical {
+    parents: HashMap<PathBuf, PathBuf>,
+}
+
+impl Canonical {
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::canonicalize(path);
+        };
+        if name == ".." || parent.as_os_str().is_empty() {
+            return std::fs::canonicalize(path);
+        }
+        let parent = match self.parents.get(parent) {
+            Some(resolved) => resolved.clone(),
+            None => {
+                let resolved = std::fs::canonicalize(parent)?;
+                self.parents.insert(parent.to_path_buf(), resolved.clone());
+                resolved
+            }
+        };
+        let joined = parent.join(name);
+        // The last component may itself be a link; only then resolve it fully.
+        if std::fs::symlink_metadata(&joined)?.file_type().is_symlink() {
+            std::fs::canonicalize(&joined)
+        } else {
+            Ok(joined)
+        }
+    }
 }
 
 /// A file found by the scan, identified as the stat cache keys it.
@@ -80,13 +164,17 @@ struct Hashed {
     fresh: Vec<StatEntry>,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, HashError> + Send + 'static,
-) -> StoreResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Unsupported(format!("hashing task failed: {e}")))?
-        .map_err(StoreError::from)
+/// Runs metadata and hashing work off the async threads; errors keep their path.
+async fn blocking_located<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, (PathBuf, HashError)> + Send + 'static,
+) -> Result<T, (PathBuf, StoreError)> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|(path, e)| (path, StoreError::from(e))),
+        Err(e) => Err((
+            PathBuf::new(),
+            StoreError::Unsupported(format!("hashing task failed: {e}")),
+        )),
+    }
 }
 
 fn scanned(path: &Path, meta: &Metadata) -> Result<ScannedFile, HashError> {
@@ -130,10 +218,10 @@ fn scan(root: &Path) -> Result<Scan, HashError> {
 /// Hash of each scanned file: from the cache when its identity matches, else read.
 fn hash_missing(
     scan: Scan,
-    known: HashMap<String, StatEntry>,
-    hasher: FileHasher,
+    known: &HashMap<String, StatEntry>,
+    hasher: &FileHasher,
+    racy_after: i64,
 ) -> Result<Hashed, HashError> {
-    let racy_after = now_ns() - RACY_WINDOW.as_nanos() as i64;
     let mut hashes: Vec<ArtifactHash> = Vec::with_capacity(scan.files.len());
     let mut fresh = Vec::new();
     let mut files_read = 0;

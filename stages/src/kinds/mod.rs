@@ -46,6 +46,15 @@ pub fn all() -> Vec<Box<dyn Stage>> {
     ]
 }
 
+/// The specs of [`all`] as pretty JSON: the content of `stages/kinds.json`, which the
+/// CLI embeds so that it knows the kinds without loading libtorch.
+pub fn specs_json() -> String {
+    let specs: Vec<_> = all().iter().map(|k| k.spec()).collect();
+    let mut json = serde_json::to_string_pretty(&specs).expect("kind specs serialise");
+    json.push('\n');
+    json
+}
+
 /// The kind called `name`, if this crate implements it.
 pub fn find(name: &str) -> Option<Box<dyn Stage>> {
     all().into_iter().find(|k| k.spec().name == name)

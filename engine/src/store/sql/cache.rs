@@ -2,7 +2,8 @@
 //! executing a key right now), so identical keys run once across sweep members and
 //! across concurrent runs on the same store.
 
-use super::{db_err, placeholders, rows, SqlStore, MAX_PARAMS};
+use super::bulk::{parse_rows, strings_param};
+use super::{corrupt_json, db_err, placeholders, rows, SqlStore, BULK_ROWS, MAX_PARAMS};
 use crate::hash::{ArtifactHash, StageKey};
 use crate::store::liveness::{hostname, now_ms, pid_alive};
 use crate::store::types::*;
@@ -14,39 +15,48 @@ use std::collections::HashMap;
 const RESERVE_TRIES: usize = 5;
 
 impl SqlStore {
-    /// Cache rows and their outputs for many keys, a few hundred keys per query.
+    /// Cache rows and their outputs for many keys (one bulk statement per
+    /// [`BULK_ROWS`] keys, see `bulk.rs`).
     pub(super) async fn lookup_cache(
         &self,
         keys: &[StageKey],
     ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
+        type Found = (
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
+        let d = self.dialect;
+        let sql = format!(
+            "SELECT {} AS found FROM cache c \
+             LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
+             LEFT JOIN artifacts a ON a.hash = o.artifact \
+             WHERE c.stage_key IN (SELECT value FROM {})",
+            d.json_rows("c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size"),
+            d.json_strings(1)
+        );
         let mut hits: HashMap<StageKey, CachedExecution> = HashMap::new();
-        for chunk in keys.chunks(MAX_PARAMS) {
-            let sql = format!(
-                "SELECT c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size \
-                 FROM cache c \
-                 LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
-                 LEFT JOIN artifacts a ON a.hash = o.artifact \
-                 WHERE c.stage_key IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for key in chunk {
-                q = q.bind(key.0.clone());
-            }
-            for row in q
-                .fetch_all(&self.pool)
+        for chunk in keys.chunks(BULK_ROWS) {
+            let found: String = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .bind(strings_param(chunk.iter().map(|k| k.0.as_str())))
+                .fetch_one(&self.pool)
                 .await
-                .map_err(db_err("cache lookup"))?
-            {
-                let key = StageKey(rows::get(&row, "stage_key")?);
-                let id = ExecutionId(rows::get(&row, "execution_id")?);
-                let hit = hits.entry(key).or_insert_with(|| CachedExecution {
-                    execution_id: id,
-                    outputs: Default::default(),
-                });
+                .map_err(db_err("cache lookup"))?;
+            let rows: Vec<Found> = parse_rows(&found).map_err(|e| corrupt_json("cache", e))?;
+            for (key, id, name, hash, kind, size) in rows {
+                let hit = hits
+                    .entry(StageKey(key))
+                    .or_insert_with(|| CachedExecution {
+                        execution_id: ExecutionId(id),
+                        outputs: Default::default(),
+                    });
                 // An execution without outputs yields one row of NULLs.
-                if let Some(name) = rows::get::<Option<String>>(&row, "name")? {
-                    hit.outputs.insert(name, rows::output(&row)?);
+                if let (Some(name), Some(hash), Some(kind), Some(size)) = (name, hash, kind, size) {
+                    hit.outputs
+                        .insert(name, rows::output_of(hash, &kind, size)?);
                 }
             }
         }
@@ -147,7 +157,8 @@ impl SqlStore {
             );
             sqlx::query(
                 "UPDATE executions SET status = 'interrupted', finished = $1, error = $2 \
-                 WHERE stage_key = $3 AND status IN ('pending', 'running')",
+                 WHERE stage_key = $3 AND status IN ('pending', 'running') \
+                 AND status <> 'cached'",
             )
             .bind(now_ms())
             .bind(why)

@@ -3,6 +3,7 @@
 //! statements live in the submodules by topic; this file connects, migrates and
 //! dispatches the trait's methods to them.
 
+mod bulk;
 mod cache;
 mod queries;
 mod rows;
@@ -22,6 +23,16 @@ pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Most bind parameters one statement uses (below SQLite's 32766 and PostgreSQL's 65535).
 pub(crate) const MAX_PARAMS: usize = 900;
+
+/// Most keys or rows one bulk statement carries (`bulk.rs`): a few hundred KB of JSON,
+/// small enough that the buffers of one chunk are reused by the next.
+pub(crate) const BULK_ROWS: usize = 2_000;
+
+/// Per-connection SQLite settings: `synchronous = NORMAL`, which in WAL mode loses
+/// nothing when a process is killed (a power cut may lose the newest transactions, which
+/// only makes those stages run again: objects are written before their rows) and spares
+/// an fsync per recorded execution.
+const SQLITE_TUNING: &[&str] = &["PRAGMA synchronous = NORMAL"];
 
 /// Tunables of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +57,7 @@ impl Default for StoreOptions {
 /// The store's tables in a database reached through sqlx `Any`, plus its object directory.
 pub struct SqlStore {
     pool: AnyPool,
+    dialect: bulk::Dialect,
     layout: StoreLayout,
     objects: ObjectStore,
     options: StoreOptions,
@@ -55,6 +67,14 @@ pub(crate) fn db_err(place: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
     move |source| StoreError::Db {
         place: place.to_string(),
         source,
+    }
+}
+
+/// A bulk result (`bulk.rs`) the database returned but that does not parse.
+pub(crate) fn corrupt_json(table: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        place: format!("{table} (bulk result)"),
+        value: e.to_string(),
     }
 }
 
@@ -72,8 +92,7 @@ impl SqlStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        let conn = native.connect().await.map_err(db_err("create"))?;
-        conn.close().await.map_err(db_err("create"))?;
+        create_wal_file(&native, options.busy_timeout).await?;
 
         let busy_ms = options.busy_timeout.as_millis();
         let pool = AnyPoolOptions::new()
@@ -85,6 +104,9 @@ impl SqlStore {
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
+                    for pragma in SQLITE_TUNING {
+                        sqlx::query(*pragma).execute(&mut *conn).await?;
+                    }
                     Ok(())
                 })
             })
@@ -128,8 +150,10 @@ impl SqlStore {
             tokio::time::sleep(Duration::from_millis(200)).await;
             migrations.run(&pool).await?;
         }
+        let dialect = bulk::Dialect::of_url(pool.connect_options().database_url.scheme());
         Ok(SqlStore {
             pool,
+            dialect,
             layout,
             objects,
             options,
@@ -143,6 +167,29 @@ impl SqlStore {
     pub fn options(&self) -> &StoreOptions {
         &self.options
     }
+}
+
+/// Creates the database file in WAL mode. Switching the journal mode takes a lock that
+/// SQLite does not wait for, so a second process opening a fresh store at the same moment
+/// gets "database is locked" at once; it tries again until the busy timeout.
+async fn create_wal_file(native: &SqliteConnectOptions, patience: Duration) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match native.connect().await {
+            Ok(conn) => return conn.close().await.map_err(db_err("create")),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(db_err("create")(e)),
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), or one of their extended codes.
+fn is_busy(e: &sqlx::Error) -> bool {
+    let code = e.as_database_error().and_then(|d| d.code());
+    let primary = code.and_then(|c| c.parse::<i32>().ok()).map(|n| n & 0xff);
+    matches!(primary, Some(5) | Some(6))
 }
 
 /// `sqlite://` URL of a path; `%`, `?` and `#` are escaped so any file name survives.
@@ -159,14 +206,6 @@ fn sqlite_url(db: &Path) -> String {
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, $2), ($3, $4), …` — `rows` tuples of `cols` placeholders.
-pub(crate) fn value_rows(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(1 + r * cols, cols)))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -86,10 +86,19 @@ pub(crate) fn run(row: &AnyRow) -> StoreResult<RunRecord> {
 /// An artifact from columns `hash`, `kind`, `size`.
 pub(crate) fn output(row: &AnyRow) -> StoreResult<crate::protocol::OutputArtifact> {
     let kind: String = get(row, "kind")?;
+    output_of(get(row, "hash")?, &kind, get(row, "size")?)
+}
+
+/// An output from its `artifacts` columns (as [`output`] reads them from a row).
+pub(crate) fn output_of(
+    hash: String,
+    kind: &str,
+    size: i64,
+) -> StoreResult<crate::protocol::OutputArtifact> {
     Ok(crate::protocol::OutputArtifact {
-        hash: ArtifactHash(get(row, "hash")?),
-        kind: parse_kind(&kind).ok_or_else(|| corrupt("artifacts.kind", &kind))?,
-        size: unsigned("artifacts.size", get(row, "size")?)?,
+        hash: ArtifactHash(hash),
+        kind: parse_kind(kind).ok_or_else(|| corrupt("artifacts.kind", kind))?,
+        size: unsigned("artifacts.size", size)?,
     })
 }
 
@@ -113,14 +122,17 @@ pub(crate) fn holder(row: &AnyRow) -> StoreResult<Holder> {
     })
 }
 
-pub(crate) fn stat_entry(row: &AnyRow) -> StoreResult<StatEntry> {
+/// A stat-cache entry from its columns (path, size, mtime_ns, inode, hash).
+pub(crate) fn stat_entry_of(
+    (path, size, mtime_ns, inode, hash): (String, i64, i64, i64, String),
+) -> StoreResult<StatEntry> {
     Ok(StatEntry {
-        path: get(row, "path")?,
-        size: unsigned("stat_cache.size", get(row, "size")?)?,
-        mtime_ns: get(row, "mtime_ns")?,
+        path,
+        size: unsigned("stat_cache.size", size)?,
+        mtime_ns,
         // Inodes are stored as their i64 bit pattern (PostgreSQL has no unsigned type).
-        inode: get::<i64>(row, "inode")? as u64,
-        hash: ArtifactHash(get(row, "hash")?),
+        inode: inode as u64,
+        hash: ArtifactHash(hash),
     })
 }
 

@@ -1,7 +1,7 @@
 //! Writing runs and executions: start, worker details, outcome (with the lineage edges and
 //! the cache row of a success, in one transaction), cache hits, metrics and checkpoints.
 
-use super::{db_err, placeholders, rows, SqlStore, MAX_PARAMS};
+use super::{db_err, rows, SqlStore, BULK_ROWS};
 use crate::hash::StageKey;
 use crate::store::liveness::now_ms;
 use crate::store::types::*;
@@ -127,38 +127,52 @@ impl SqlStore {
         if hits.is_empty() {
             return Ok(());
         }
-        const COLS: usize = 10;
+        let d = self.dialect;
+        // One bulk statement per chunk (see `bulk.rs`): a 10,000-hit layer of a no-op run
+        // is one parameter, not 100,000.
+        let sql = format!(
+            "INSERT INTO executions (run_id, stage_key, stage, instance, kind, kind_version, \
+             attempt, started, finished, cached_from, status, duration) \
+             SELECT $2, {}, {}, {}, {}, {}, {}, $3, $3, {}, 'cached', 0 FROM {}",
+            d.field(0, false),
+            d.field(1, false),
+            d.field(2, false),
+            d.field(3, false),
+            d.field(4, true),
+            d.field(5, true),
+            d.field(6, true),
+            d.json_tuples(1)
+        );
         let now = now_ms();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db_err("record cache hits"))?;
-        for chunk in hits.chunks(MAX_PARAMS / COLS) {
-            // Multi-row VALUES: one round trip per chunk keeps a 10,000-hit no-op run fast.
-            let tuples: Vec<String> = (0..chunk.len())
-                .map(|r| format!("({}, 'cached', 0)", placeholders(1 + r * COLS, COLS)))
+        for chunk in hits.chunks(BULK_ROWS) {
+            let run_id = chunk[0].0.run_id.0;
+            let tuples: Vec<(&str, &str, &str, &str, u32, u32, i64)> = chunk
+                .iter()
+                .map(|(new, source)| {
+                    let n = new;
+                    let (key, stage, instance, kind) =
+                        (&n.stage_key.0, &n.stage, &n.instance, &n.kind);
+                    (
+                        key.as_str(),
+                        stage.as_str(),
+                        instance.as_str(),
+                        kind.as_str(),
+                        n.kind_version,
+                        n.attempt,
+                        source.0,
+                    )
+                })
                 .collect();
-            let sql = format!(
-                "INSERT INTO executions (run_id, stage_key, stage, instance, kind, kind_version, \
-                 attempt, started, finished, cached_from, status, duration) VALUES {}",
-                tuples.join(", ")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (new, source) in chunk {
-                q = q
-                    .bind(new.run_id.0)
-                    .bind(new.stage_key.0.clone())
-                    .bind(new.stage.clone())
-                    .bind(new.instance.clone())
-                    .bind(new.kind.clone())
-                    .bind(i64::from(new.kind_version))
-                    .bind(i64::from(new.attempt))
-                    .bind(now)
-                    .bind(now)
-                    .bind(source.0);
-            }
-            q.execute(&mut *tx)
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(serde_json::to_string(&tuples).expect("tuples serialise"))
+                .bind(run_id)
+                .bind(now)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err("record cache hits"))?;
         }

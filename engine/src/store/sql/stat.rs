@@ -1,72 +1,80 @@
 //! The stat cache table: (path, size, mtime, inode) → content hash of external data.
 
-use super::{db_err, placeholders, rows, value_rows, SqlStore, MAX_PARAMS};
+use super::bulk::{parse_rows, strings_param};
+use super::{corrupt_json, db_err, rows, SqlStore, BULK_ROWS};
 use crate::store::liveness::now_ms;
 use crate::store::types::StatEntry;
 use crate::store::StoreResult;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 
-/// Columns written per entry.
-const COLS: usize = 6;
-
 impl SqlStore {
+    /// The entries of `paths` that the cache has (bulk statements, see `bulk.rs`).
     pub(super) async fn stat_lookup(
         &self,
         paths: &[String],
     ) -> StoreResult<HashMap<String, StatEntry>> {
+        let d = self.dialect;
+        let sql = format!(
+            "SELECT {} AS found FROM stat_cache WHERE path IN (SELECT value FROM {})",
+            d.json_rows("path, size, mtime_ns, inode, hash"),
+            d.json_strings(1)
+        );
         let mut found = HashMap::with_capacity(paths.len());
-        for chunk in paths.chunks(MAX_PARAMS) {
-            let sql = format!(
-                "SELECT path, size, mtime_ns, inode, hash FROM stat_cache WHERE path IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for p in chunk {
-                q = q.bind(p.clone());
-            }
-            for row in q
-                .fetch_all(&self.pool)
+        for chunk in paths.chunks(BULK_ROWS) {
+            let json: String = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .bind(strings_param(chunk.iter().map(String::as_str)))
+                .fetch_one(&self.pool)
                 .await
-                .map_err(db_err("stat cache lookup"))?
-            {
-                let entry = rows::stat_entry(&row)?;
+                .map_err(db_err("stat cache lookup"))?;
+            let rows: Vec<(String, i64, i64, i64, String)> =
+                parse_rows(&json).map_err(|e| corrupt_json("stat_cache", e))?;
+            for row in rows {
+                let entry = rows::stat_entry_of(row)?;
                 found.insert(entry.path.clone(), entry);
             }
         }
         Ok(found)
     }
 
-    /// Upserts entries, many rows per statement, all in one transaction.
+    /// Upserts entries, one bulk statement per [`BULK_ROWS`], all in one transaction.
     pub(super) async fn stat_store(&self, entries: &[StatEntry]) -> StoreResult<()> {
         if entries.is_empty() {
             return Ok(());
         }
+        let d = self.dialect;
+        // `WHERE true`: SQLite's grammar needs it before an upsert's ON CONFLICT.
+        let sql = format!(
+            "INSERT INTO stat_cache (path, size, mtime_ns, inode, hash, checked) \
+             SELECT {}, {}, {}, {}, {}, $2 FROM {} WHERE true \
+             ON CONFLICT (path) DO UPDATE SET size = excluded.size, \
+             mtime_ns = excluded.mtime_ns, inode = excluded.inode, hash = excluded.hash, \
+             checked = excluded.checked",
+            d.field(0, false),
+            d.field(1, true),
+            d.field(2, true),
+            d.field(3, true),
+            d.field(4, false),
+            d.json_tuples(1)
+        );
         let now = now_ms();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db_err("stat cache store"))?;
-        for chunk in entries.chunks(MAX_PARAMS / COLS) {
-            let sql = format!(
-                "INSERT INTO stat_cache (path, size, mtime_ns, inode, hash, checked) VALUES {} \
-                 ON CONFLICT (path) DO UPDATE SET size = excluded.size, \
-                 mtime_ns = excluded.mtime_ns, inode = excluded.inode, hash = excluded.hash, \
-                 checked = excluded.checked",
-                value_rows(chunk.len(), COLS)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for e in chunk {
-                q = q
-                    .bind(e.path.clone())
-                    .bind(e.size as i64)
-                    .bind(e.mtime_ns)
-                    .bind(e.inode as i64)
-                    .bind(e.hash.0.clone())
-                    .bind(now);
-            }
-            q.execute(&mut *tx)
+        for chunk in entries.chunks(BULK_ROWS) {
+            let tuples: Vec<(&str, i64, i64, i64, &str)> = chunk
+                .iter()
+                .map(|e| {
+                    let (size, inode) = (e.size as i64, e.inode as i64);
+                    (e.path.as_str(), size, e.mtime_ns, inode, e.hash.0.as_str())
+                })
+                .collect();
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(serde_json::to_string(&tuples).expect("tuples serialise"))
+                .bind(now)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err("stat cache store"))?;
         }

@@ -1,0 +1,78 @@
+//! Bulk statements: many keys in, many rows out, in one round trip and one row each way.
+//!
+//! A 10,000-member sweep asks the store about 10,000 keys (and 10,000 `deps` files) per
+//! layer. Bound one by one, that is tens of thousands of parameters through sqlx's
+//! `Any` layer, and every result row crosses a channel from the database thread. Here the
+//! keys go in as a single JSON array parameter, expanded by the database
+//! (`json_each` / `json_array_elements`), and the result rows come back aggregated into
+//! one JSON text (`json_group_array` / `json_agg`). The two dialects differ only in those
+//! function names; the statements are otherwise shared.
+
+use serde::de::DeserializeOwned;
+
+/// Which SQL the database speaks, where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// From a connection URL's scheme.
+    pub(crate) fn of_url(scheme: &str) -> Dialect {
+        if scheme.starts_with("postgres") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    /// A table with one row per element of the JSON array of strings in parameter
+    /// `$n`, in column `value` (SQL text).
+    pub(crate) fn json_strings(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each(${n})"),
+            Dialect::Postgres => format!("json_array_elements_text(CAST(${n} AS json)) AS value"),
+        }
+    }
+
+    /// A table with one row per element of the JSON array of arrays in parameter `$n`,
+    /// in column `value`; [`Self::field`] reads the elements.
+    pub(crate) fn json_tuples(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each(${n}) AS j"),
+            Dialect::Postgres => format!("json_array_elements(CAST(${n} AS json)) AS j"),
+        }
+    }
+
+    /// Element `i` of the tuple in the current [`Self::json_tuples`] row, as text or, with
+    /// `integer`, as a 64-bit integer.
+    pub(crate) fn field(self, i: usize, integer: bool) -> String {
+        match (self, integer) {
+            (_, false) => format!("(j.value ->> {i})"),
+            (_, true) => format!("CAST(j.value ->> {i} AS BIGINT)"),
+        }
+    }
+
+    /// An aggregate that folds the selected rows into one JSON text, each row an array
+    /// of `columns` (comma-separated expressions); `[]` when there are none.
+    pub(crate) fn json_rows(self, columns: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_group_array(json_array({columns}))"),
+            Dialect::Postgres => {
+                format!("CAST(COALESCE(json_agg(json_build_array({columns})), '[]') AS TEXT)")
+            }
+        }
+    }
+}
+
+/// A JSON array of strings, the parameter of [`Dialect::json_strings`].
+pub(crate) fn strings_param<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.into_iter().collect();
+    serde_json::to_string(&items).expect("strings serialise")
+}
+
+/// Rows back from a [`Dialect::json_rows`] column.
+pub(crate) fn parse_rows<T: DeserializeOwned>(json: &str) -> serde_json::Result<Vec<T>> {
+    serde_json::from_str(json)
+}
