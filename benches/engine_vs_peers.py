@@ -348,7 +348,30 @@ def table(rows: list[Row], machine: str) -> str:
         out.append(f"| {r.n} | {r.tool} | {r.jobs} | {s['plan'].cell(rss=True)} | {s['run'].cell()} | "
                    f"{s['noop'].cell()} | {s['leaf'].cell()} |")
     out.append("")
+    speedups = speedup_rows(rows)
+    if speedups:
+        out += ["Speed-up of histodiff over the faster peer measured at the same N (peer time ÷ histodiff",
+                "time; \"—\" where no peer has the figure):", "",
+                "| N | plan | no-op run | one-leaf change | full run |", "|---:|---:|---:|---:|---:|"]
+        out += speedups
+        out.append("")
     return "\n".join(out)
+
+
+def speedup_rows(rows: list[Row]) -> list[str]:
+    lines = []
+    for n in sorted({r.n for r in rows}):
+        ours = next((r for r in rows if r.n == n and r.tool == "histodiff"), None)
+        peers = [r for r in rows if r.n == n and r.tool != "histodiff"]
+        if ours is None or not peers:
+            continue
+        cells = []
+        for step in ("plan", "noop", "leaf", "run"):
+            mine = ours.steps[step].seconds
+            theirs = [p.steps[step].seconds for p in peers if p.steps[step].seconds is not None]
+            cells.append(f"{min(theirs) / mine:.1f}×" if mine and theirs else "—")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_section(path: Path, section: str) -> None:

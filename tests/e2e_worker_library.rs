@@ -1,0 +1,61 @@
+//! The CLI does not load libtorch; a worker loads the stages library only for a libtorch
+//! kind. These tests drive the binary: a libtorch kind runs through the library, `plan`
+//! and `kinds` work without it, and a missing library is a clear, located failure.
+
+mod common;
+use common::Project;
+
+const DEMO: &str = r#"
+version: 1
+stages:
+  demo:
+    uses: data/demo
+    with: { per_class: 1, image_size: 8, classes: [ADI, TUM] }
+"#;
+
+#[test]
+fn a_libtorch_kind_runs_through_the_stages_library() {
+    let p = Project::new();
+    let pipeline = p.pipeline(DEMO);
+    p.run(&["run", pipeline.to_str().unwrap()]).expect_code(0);
+    let listing = p.run(&["ls"]).expect_code(0).stdout;
+    assert!(listing.contains("demo"), "{listing}");
+}
+
+#[test]
+fn plan_and_kinds_need_no_stages_library() {
+    let p = Project::new();
+    let pipeline = p.pipeline(DEMO);
+    let missing = p.path().join("no-such-library.so");
+    let plan = p
+        .command(&["plan", pipeline.to_str().unwrap()])
+        .env("HISTODIFF_STAGES_LIB", &missing)
+        .output()
+        .unwrap();
+    assert!(plan.status.success());
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("run     demo  (new)"));
+    let kinds = p
+        .command(&["kinds"])
+        .env("HISTODIFF_STAGES_LIB", &missing)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&kinds.stdout).contains("histodiffusion/train-diffusion"));
+}
+
+#[test]
+fn a_missing_stages_library_fails_the_stage_and_names_the_file() {
+    let p = Project::new();
+    let pipeline = p.pipeline(DEMO);
+    let missing = p.path().join("no-such-library.so");
+    let out = p
+        .command(&["run", pipeline.to_str().unwrap()])
+        .env("HISTODIFF_STAGES_LIB", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot load the stages library") && stderr.contains("no-such-library.so"),
+        "{stderr}"
+    );
+}
