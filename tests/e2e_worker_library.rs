@@ -22,40 +22,40 @@ fn a_libtorch_kind_runs_through_the_stages_library() {
     assert!(listing.contains("demo"), "{listing}");
 }
 
+/// `histodiff ARGS` with the stages library pointed at a file that does not exist.
+fn without_library(p: &Project, args: &[&str]) -> common::Outcome {
+    let missing = p.path().join("no-such-library.so");
+    let out = p
+        .command(args)
+        .env("HISTODIFF_STAGES_LIB", &missing)
+        .output()
+        .unwrap();
+    common::Outcome::from(out)
+}
+
 #[test]
 fn plan_and_kinds_need_no_stages_library() {
     let p = Project::new();
     let pipeline = p.pipeline(DEMO);
-    let missing = p.path().join("no-such-library.so");
-    let plan = p
-        .command(&["plan", pipeline.to_str().unwrap()])
-        .env("HISTODIFF_STAGES_LIB", &missing)
-        .output()
-        .unwrap();
-    assert!(plan.status.success());
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("run     demo  (new)"));
-    let kinds = p
-        .command(&["kinds"])
-        .env("HISTODIFF_STAGES_LIB", &missing)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&kinds.stdout).contains("histodiffusion/train-diffusion"));
+    let plan = without_library(&p, &["plan", pipeline.to_str().unwrap()]).expect_code(0);
+    assert!(
+        plan.stdout.contains("run     demo  (new)"),
+        "{}",
+        plan.stdout
+    );
+    let kinds = without_library(&p, &["kinds"]).expect_code(0);
+    assert!(kinds.stdout.contains("histodiffusion/train-diffusion"));
 }
 
 #[test]
 fn a_missing_stages_library_fails_the_stage_and_names_the_file() {
     let p = Project::new();
     let pipeline = p.pipeline(DEMO);
-    let missing = p.path().join("no-such-library.so");
-    let out = p
-        .command(&["run", pipeline.to_str().unwrap()])
-        .env("HISTODIFF_STAGES_LIB", &missing)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = without_library(&p, &["run", pipeline.to_str().unwrap()]).expect_code(1);
     assert!(
-        stderr.contains("cannot load the stages library") && stderr.contains("no-such-library.so"),
-        "{stderr}"
+        out.stderr.contains("cannot load the stages library")
+            && out.stderr.contains("no-such-library.so"),
+        "{}",
+        out.stderr
     );
 }
