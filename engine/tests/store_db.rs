@@ -138,6 +138,11 @@ async fn a_success_round_trips_into_the_cache() {
         (ExecStatus::Succeeded, Some(42), Some("cuda:0"))
     );
     assert_eq!(rec.fingerprint.as_deref(), Some(new.fingerprint.as_str()));
+    // The bulk form gives the same newest row, and nothing for a never-run instance.
+    let names = ["fewshot".to_string(), "never-ran".to_string()];
+    let many = store.last_executions_of(&names).await.unwrap();
+    assert_eq!(many.len(), 1);
+    assert_eq!(many["fewshot"], rec);
     assert!(rec.duration.unwrap() >= 0 && rec.finished.is_some());
     let art = store.artifact(&images.hash).await.unwrap().unwrap();
     assert_eq!((art.kind, art.size), (ArtifactKind::File, 6));

@@ -145,6 +145,11 @@ async fn executions_round_trip_and_only_successes_are_cached() {
         (ExecStatus::Succeeded, 2, Some("1234"))
     );
     assert_eq!(rec.fingerprint.as_deref(), Some(new.fingerprint.as_str()));
+    // The bulk form gives the same newest row, and nothing for a never-run instance.
+    let names = ["fewshot".to_string(), "never-ran".to_string()];
+    let many = store.last_executions_of(&names).await.unwrap();
+    assert_eq!(many.len(), 1);
+    assert_eq!(many["fewshot"], rec);
     let art = store.artifact(&images.hash).await.unwrap().unwrap();
     assert_eq!((art.kind, art.size), (ArtifactKind::File, 6));
     let metrics = store.metrics(id).await.unwrap();

@@ -8,7 +8,7 @@ use super::keys::{fingerprint, Outputs};
 use crate::fingerprint::{FieldChange, Fingerprint};
 use crate::hash::StageKey;
 use crate::plan::Plan;
-use crate::store::{ExecStatus, Store, StoreError};
+use crate::store::{ExecStatus, ExecutionRecord, Store, StoreError};
 use std::sync::Arc;
 
 /// Why an instance will run.
@@ -67,20 +67,29 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
             .collect();
         let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
         let hits = store.cached_many(&keys).await?;
+        let mut misses = Vec::new();
         for ((i, fp), key) in wave.into_iter().zip(keys) {
-            verdicts[i] = Some(match hits.get(&key) {
-                Some(hit) => {
-                    outputs[i] = Some(Arc::new(hashes_of(&hit.outputs)));
-                    for &d in &dependents[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 {
-                            ready.push(d);
-                        }
-                    }
-                    Verdict::Cached(key)
+            let Some(hit) = hits.get(&key) else {
+                misses.push((i, key, fp));
+                continue;
+            };
+            outputs[i] = Some(Arc::new(hashes_of(&hit.outputs)));
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(d);
                 }
-                None => Verdict::Run(reason(store, &plan.instances[i].name, &key, &fp).await?),
-            });
+            }
+            verdicts[i] = Some(Verdict::Cached(key));
+        }
+        // Why each miss runs, from its instance's last execution (one batch per layer).
+        let names: Vec<String> = misses
+            .iter()
+            .map(|(i, _, _)| plan.instances[*i].name.clone())
+            .collect();
+        let last = store.last_executions_of(&names).await?;
+        for ((i, key, fp), name) in misses.into_iter().zip(names) {
+            verdicts[i] = Some(Verdict::Run(reason(last.get(&name), &key, &fp)));
         }
     }
     Ok((0..n)
@@ -98,28 +107,23 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
         .collect())
 }
 
-/// Compares with the instance's last execution.
-async fn reason(
-    store: &Arc<dyn Store>,
-    instance: &str,
-    key: &StageKey,
-    fp: &Fingerprint,
-) -> Result<Reason, StoreError> {
-    let Some(last) = store.last_execution_of(instance).await? else {
-        return Ok(Reason::New);
+/// Compares with the instance's last execution, if it has one.
+fn reason(last: Option<&ExecutionRecord>, key: &StageKey, fp: &Fingerprint) -> Reason {
+    let Some(last) = last else {
+        return Reason::New;
     };
     if &last.stage_key == key {
-        return Ok(match last.status {
+        return match last.status {
             ExecStatus::Succeeded | ExecStatus::Cached => Reason::NotCached,
             other => Reason::LastAttempt(other),
-        });
+        };
     }
     let old = last
         .fingerprint
         .as_deref()
         .and_then(|json| Fingerprint::from_json(json).ok());
-    Ok(match old {
+    match old {
         Some(old) => Reason::Changed(Fingerprint::diff(&old, fp)),
         None => Reason::New,
-    })
+    }
 }

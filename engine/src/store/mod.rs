@@ -156,6 +156,19 @@ pub trait Store: Send + Sync {
     // --- queries for the CLI --------------------------------------------------------------
     /// The newest execution of an instance (any status), with its fingerprint.
     async fn last_execution_of(&self, instance: &str) -> StoreResult<Option<ExecutionRecord>>;
+    /// [`Store::last_execution_of`] for many instances at once (absent: never executed).
+    async fn last_executions_of(
+        &self,
+        instances: &[String],
+    ) -> StoreResult<HashMap<String, ExecutionRecord>> {
+        let mut found = HashMap::new();
+        for instance in instances {
+            if let Some(record) = self.last_execution_of(instance).await? {
+                found.insert(instance.clone(), record);
+            }
+        }
+        Ok(found)
+    }
     /// Executions of one run, or of every run, oldest first.
     async fn executions(&self, run: Option<RunId>) -> StoreResult<Vec<ExecutionRecord>>;
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>>;

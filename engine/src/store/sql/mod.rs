@@ -275,6 +275,12 @@ impl Store for SqlStore {
     async fn last_execution_of(&self, instance: &str) -> StoreResult<Option<ExecutionRecord>> {
         self.newest_execution_of(instance).await
     }
+    async fn last_executions_of(
+        &self,
+        instances: &[String],
+    ) -> StoreResult<HashMap<String, ExecutionRecord>> {
+        self.newest_executions_of(instances).await
+    }
     async fn executions(&self, run: Option<RunId>) -> StoreResult<Vec<ExecutionRecord>> {
         self.list_executions(run).await
     }

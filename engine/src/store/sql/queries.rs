@@ -1,8 +1,9 @@
 //! Read-only queries for the CLI: executions, runs, artifacts, lineage, status, metrics.
 //! The lineage query is the recursive SQL documented in docs/schema.md.
 
+use super::bulk::strings_param;
 use super::rows::{EXECUTION_COLUMNS, EXECUTION_FROM, RUN_COLUMNS};
-use super::{db_err, placeholders, rows, SqlStore, MAX_PARAMS};
+use super::{db_err, placeholders, rows, SqlStore, BULK_ROWS, MAX_PARAMS};
 use crate::hash::{ArtifactHash, StageKey};
 use crate::store::types::*;
 use crate::store::StoreResult;
@@ -58,6 +59,33 @@ impl SqlStore {
             .await
             .map_err(db_err("last execution"))?;
         row.as_ref().map(rows::execution).transpose()
+    }
+
+    /// The newest execution of each instance, one bulk statement per [`BULK_ROWS`]
+    /// names (see `bulk.rs`): `plan` asks this for every instance whose key changed.
+    pub(super) async fn newest_executions_of(
+        &self,
+        instances: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, ExecutionRecord>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM {EXECUTION_FROM} WHERE e.id IN ( \
+             SELECT MAX(x.id) FROM executions x \
+             WHERE x.instance IN (SELECT value FROM {}) GROUP BY x.instance)",
+            self.dialect.json_strings(1)
+        );
+        let mut found = std::collections::HashMap::with_capacity(instances.len());
+        for chunk in instances.chunks(BULK_ROWS) {
+            let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(strings_param(chunk.iter().map(String::as_str)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("last executions"))?;
+            for row in &rows {
+                let record = rows::execution(row)?;
+                found.insert(record.instance.clone(), record);
+            }
+        }
+        Ok(found)
     }
 
     pub(super) async fn list_executions(
