@@ -112,30 +112,18 @@ pub struct Plan {
 impl Plan {
     /// Indices of the instances `i` reads from, in slot order, deduplicated.
     pub fn upstreams(&self, i: usize) -> Vec<usize> {
-        let bound = || {
-            self.instances[i]
-                .inputs
-                .values()
-                .flat_map(|binding| match binding {
-                    InputBinding::One(u) => std::slice::from_ref(u),
-                    InputBinding::Many(us) => us.as_slice(),
-                })
-        };
-        let mut ups: Vec<usize> = Vec::new();
-        if bound().count() <= 16 {
-            // The common case (a few slots): a scan beats building a set.
-            for u in bound() {
-                if !ups.contains(&u.instance) {
-                    ups.push(u.instance);
-                }
-            }
-            return ups;
-        }
         // A set beside the list: a report gathering 10,000 instances must not be quadratic.
         let mut seen = std::collections::HashSet::new();
-        for u in bound() {
-            if seen.insert(u.instance) {
-                ups.push(u.instance);
+        let mut ups: Vec<usize> = Vec::new();
+        for binding in self.instances[i].inputs.values() {
+            let list: &[Upstream] = match binding {
+                InputBinding::One(u) => std::slice::from_ref(u),
+                InputBinding::Many(us) => us,
+            };
+            for u in list {
+                if seen.insert(u.instance) {
+                    ups.push(u.instance);
+                }
             }
         }
         ups

@@ -68,8 +68,7 @@ pub async fn hash_externals(
     plan: &Plan,
 ) -> Result<ExternalHashes, (PathBuf, String)> {
     let paths = external_paths(plan);
-    let hasher: store::stat_cache::FileHasher = Arc::new(|p: &Path| crate::hash::hash_file(p));
-    let hashed = store::stat_cache::hash_externals_with(store.as_ref(), &paths, hasher)
+    let hashed = store::stat_cache::hash_externals(store.as_ref(), &paths)
         .await
         .map_err(|(path, e)| (path, e.to_string()))?;
     let mut hashes = ExternalHashes::new();

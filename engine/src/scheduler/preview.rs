@@ -4,7 +4,7 @@
 //! unknown until that upstream's outputs exist).
 
 use super::execution::{hash_externals, hashes_of};
-use super::keys::{fingerprint, Outputs};
+use super::state::RunState;
 use crate::fingerprint::{FieldChange, Fingerprint};
 use crate::hash::StageKey;
 use crate::plan::Plan;
@@ -46,25 +46,15 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
             return Ok(vec![Verdict::Run(reason); n]);
         }
     };
-    let mut outputs: Vec<Option<Arc<Outputs>>> = vec![None; n];
-    // Layer by layer, as `run` resolves them: an instance is keyed once all its
-    // upstreams are cached (counted down), so each instance is keyed at most once.
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut waiting: Vec<usize> = (0..n)
-        .map(|i| {
-            let ups = plan.upstreams(i);
-            for &u in &ups {
-                dependents[u].push(i);
-            }
-            ups.len()
-        })
-        .collect();
-    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    while !ready.is_empty() {
-        let wave: Vec<(usize, Fingerprint)> = std::mem::take(&mut ready)
-            .into_iter()
-            .filter_map(|i| fingerprint(plan, i, &outputs, &externals).map(|fp| (i, fp)))
-            .collect();
+    // Layer by layer, with the bookkeeping `run` uses: an instance is keyed once all its
+    // upstreams are cached.
+    let mut state = RunState::new(plan);
+    loop {
+        let ready = state.take_ready();
+        if ready.is_empty() {
+            break;
+        }
+        let wave = state.key_all(plan, &ready, &externals);
         let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
         let hits = store.cached_many(&keys).await?;
         let mut misses = Vec::new();
@@ -73,13 +63,7 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
                 misses.push((i, key, fp));
                 continue;
             };
-            outputs[i] = Some(Arc::new(hashes_of(&hit.outputs)));
-            for &d in &dependents[i] {
-                waiting[d] -= 1;
-                if waiting[d] == 0 {
-                    ready.push(d);
-                }
-            }
+            state.resolve(i, Arc::new(hashes_of(&hit.outputs)));
             verdicts[i] = Some(Verdict::Cached(key));
         }
         // Why each miss runs, from its instance's last execution (one batch per layer).

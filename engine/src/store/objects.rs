@@ -76,24 +76,16 @@ impl ObjectStore {
 
     /// `objects/ab/cdef…` of a hash (which is validated: it comes from files and rows).
     pub fn path_of(&self, hash: &ArtifactHash) -> Result<PathBuf, ObjectError> {
-        let h = &hash.0;
-        let valid = h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return Err(ObjectError::BadHash(h.clone()));
-        }
-        Ok(self.dir.join(&h[..2]).join(&h[2..]))
+        Ok(self.dir.join(relative_path(hash)?))
     }
 
     /// Whether the object is present (a regular file).
     pub fn contains(&self, hash: &ArtifactHash) -> bool {
         use std::os::fd::AsRawFd;
-        if self.path_of(hash).is_err() {
-            return false;
-        }
-        let h = &hash.0;
-        let Ok(relative) = std::ffi::CString::new(format!("{}/{}", &h[..2], &h[2..])) else {
+        let Some(relative) = relative_path(hash)
+            .ok()
+            .and_then(|r| std::ffi::CString::new(r).ok())
+        else {
             return false;
         };
         // SAFETY: fstatat(2) reads a NUL-terminated relative path against a directory
@@ -345,4 +337,16 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// `ab/cdef…` of a hash, which is validated: it comes from files and rows.
+fn relative_path(hash: &ArtifactHash) -> Result<String, ObjectError> {
+    let h = &hash.0;
+    let valid = h.len() == 64
+        && h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !valid {
+        return Err(ObjectError::BadHash(h.clone()));
+    }
+    Ok(format!("{}/{}", &h[..2], &h[2..]))
 }

@@ -52,6 +52,14 @@ pub async fn hash_external_with(
     Ok(hashes.remove(0))
 }
 
+/// [`hash_externals_with`] with the real file hasher.
+pub async fn hash_externals(
+    store: &dyn Store,
+    paths: &[PathBuf],
+) -> Result<Vec<ExternalHash>, (PathBuf, StoreError)> {
+    hash_externals_with(store, paths, Arc::new(|p: &Path| hash::hash_file(p))).await
+}
+
 /// Hashes many files and directories with one scan pass, one batched lookup and one
 /// write: a sweep with 10,000 `deps` costs a few queries, not 10,000 round trips. The
 /// error names the path it concerns.
@@ -91,9 +99,14 @@ pub async fn hash_externals_with(
         }
     })
     .await?;
-    let (results, fresh): (Vec<ExternalHash>, Vec<Vec<StatEntry>>) =
-        hashed.into_iter().map(|h| (h.result, h.fresh)).unzip();
-    let fresh: Vec<StatEntry> = fresh.into_iter().flatten().collect();
+    let mut fresh = Vec::new();
+    let results = hashed
+        .into_iter()
+        .map(|h| {
+            fresh.extend(h.fresh);
+            h.result
+        })
+        .collect();
     store
         .stat_put_many(&fresh)
         .await

@@ -37,20 +37,11 @@ impl Dialect {
     }
 
     /// A table with one row per element of the JSON array of arrays in parameter `$n`,
-    /// in column `value`; [`Self::field`] reads the elements.
+    /// in column `value` of alias `j`; [`tuple_fields`] reads the elements.
     pub(crate) fn json_tuples(self, n: usize) -> String {
         match self {
             Dialect::Sqlite => format!("json_each(${n}) AS j"),
             Dialect::Postgres => format!("json_array_elements(CAST(${n} AS json)) AS j"),
-        }
-    }
-
-    /// Element `i` of the tuple in the current [`Self::json_tuples`] row, as text or, with
-    /// `integer`, as a 64-bit integer.
-    pub(crate) fn field(self, i: usize, integer: bool) -> String {
-        match (self, integer) {
-            (_, false) => format!("(j.value ->> {i})"),
-            (_, true) => format!("CAST(j.value ->> {i} AS BIGINT)"),
         }
     }
 
@@ -64,6 +55,22 @@ impl Dialect {
             }
         }
     }
+}
+
+/// The elements of the current [`Dialect::json_tuples`] row as a select list, one per
+/// entry of `integer`: text, or (where `true`) a 64-bit integer. Both dialects read an
+/// array element with `->>`.
+pub(crate) fn tuple_fields(integer: &[bool]) -> String {
+    let field = |(i, &int): (usize, &bool)| match int {
+        false => format!("(j.value ->> {i})"),
+        true => format!("CAST(j.value ->> {i} AS BIGINT)"),
+    };
+    integer
+        .iter()
+        .enumerate()
+        .map(field)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A JSON array of strings, the parameter of [`Dialect::json_strings`].

@@ -155,6 +155,8 @@ impl SqlStore {
                 "abandoned: orchestrator {} on {} stopped",
                 stale.pid, stale.host
             );
+            // `status <> 'cached'` is implied, but SQLite needs it written to use the partial
+            // index on stage_key (migration 0002).
             sqlx::query(
                 "UPDATE executions SET status = 'interrupted', finished = $1, error = $2 \
                  WHERE stage_key = $3 AND status IN ('pending', 'running') \

@@ -1,6 +1,7 @@
 //! Writing runs and executions: start, worker details, outcome (with the lineage edges and
 //! the cache row of a success, in one transaction), cache hits, metrics and checkpoints.
 
+use super::bulk::tuple_fields;
 use super::{db_err, rows, SqlStore, BULK_ROWS};
 use crate::hash::StageKey;
 use crate::store::liveness::now_ms;
@@ -127,21 +128,14 @@ impl SqlStore {
         if hits.is_empty() {
             return Ok(());
         }
-        let d = self.dialect;
         // One bulk statement per chunk (see `bulk.rs`): a 10,000-hit layer of a no-op run
         // is one parameter, not 100,000.
         let sql = format!(
             "INSERT INTO executions (run_id, stage_key, stage, instance, kind, kind_version, \
-             attempt, started, finished, cached_from, status, duration) \
-             SELECT $2, {}, {}, {}, {}, {}, {}, $3, $3, {}, 'cached', 0 FROM {}",
-            d.field(0, false),
-            d.field(1, false),
-            d.field(2, false),
-            d.field(3, false),
-            d.field(4, true),
-            d.field(5, true),
-            d.field(6, true),
-            d.json_tuples(1)
+             attempt, cached_from, started, finished, status, duration) \
+             SELECT {}, $2, $2, 'cached', 0 FROM {}",
+            tuple_fields(&[true, false, false, false, false, true, true, true]),
+            self.dialect.json_tuples(1)
         );
         let now = now_ms();
         let mut tx = self
@@ -150,27 +144,19 @@ impl SqlStore {
             .await
             .map_err(db_err("record cache hits"))?;
         for chunk in hits.chunks(BULK_ROWS) {
-            let run_id = chunk[0].0.run_id.0;
-            let tuples: Vec<(&str, &str, &str, &str, u32, u32, i64)> = chunk
+            let tuples: Vec<_> = chunk
                 .iter()
-                .map(|(new, source)| {
-                    let n = new;
+                .map(|(n, source)| {
                     let (key, stage, instance, kind) =
                         (&n.stage_key.0, &n.stage, &n.instance, &n.kind);
+                    let (version, attempt) = (n.kind_version, n.attempt);
                     (
-                        key.as_str(),
-                        stage.as_str(),
-                        instance.as_str(),
-                        kind.as_str(),
-                        n.kind_version,
-                        n.attempt,
-                        source.0,
+                        n.run_id.0, key, stage, instance, kind, version, attempt, source.0,
                     )
                 })
                 .collect();
             sqlx::query(AssertSqlSafe(sql.clone()))
                 .bind(serde_json::to_string(&tuples).expect("tuples serialise"))
-                .bind(run_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await

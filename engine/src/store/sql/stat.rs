@@ -1,6 +1,6 @@
 //! The stat cache table: (path, size, mtime, inode) → content hash of external data.
 
-use super::bulk::{parse_rows, strings_param};
+use super::bulk::{parse_rows, strings_param, tuple_fields};
 use super::{corrupt_json, db_err, rows, SqlStore, BULK_ROWS};
 use crate::store::liveness::now_ms;
 use crate::store::types::StatEntry;
@@ -42,20 +42,15 @@ impl SqlStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let d = self.dialect;
         // `WHERE true`: SQLite's grammar needs it before an upsert's ON CONFLICT.
         let sql = format!(
             "INSERT INTO stat_cache (path, size, mtime_ns, inode, hash, checked) \
-             SELECT {}, {}, {}, {}, {}, $2 FROM {} WHERE true \
+             SELECT {}, $2 FROM {} WHERE true \
              ON CONFLICT (path) DO UPDATE SET size = excluded.size, \
              mtime_ns = excluded.mtime_ns, inode = excluded.inode, hash = excluded.hash, \
              checked = excluded.checked",
-            d.field(0, false),
-            d.field(1, true),
-            d.field(2, true),
-            d.field(3, true),
-            d.field(4, false),
-            d.json_tuples(1)
+            tuple_fields(&[false, true, true, true, false]),
+            self.dialect.json_tuples(1)
         );
         let now = now_ms();
         let mut tx = self
