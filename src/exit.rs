@@ -55,3 +55,15 @@ pub fn report(err: &CliError) {
         eprintln!("  caused by: {cause}");
     }
 }
+
+/// Writes a command's output to stdout. A reader that stops early (`| head`) closes the
+/// pipe; that ends the output quietly, where `print!` would panic on the write error.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {e}");
+        }
+    }
+}

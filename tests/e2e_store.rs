@@ -139,3 +139,22 @@ fn artifacts_come_out_with_cat_ls_and_export() {
     let why = p.run(&["why", "branch"]).expect_code(0).stdout;
     assert!(why.contains("branch[n=1]"), "{why}");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `histodiff status | head -1` closes the pipe early; that is not an error of ours.
+    let p = Project::new();
+    let pipeline = p.pipeline(SWEEP);
+    p.run(&["run", pipeline.to_str().unwrap()]).expect_code(0);
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills the two descriptors; the read end is closed at once, so every
+    // write to the other end fails with EPIPE, deterministically.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is ours and handed over exactly once.
+    let stdout = unsafe { <std::process::Stdio as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+    let out = p.command(&["status"]).stdout(stdout).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+}

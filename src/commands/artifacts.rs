@@ -45,7 +45,7 @@ pub async fn ls(store: &dyn Store) -> Result<i32, CliError> {
             );
         }
     }
-    print!("{out}");
+    crate::exit::print_out(&out);
     Ok(OK)
 }
 
@@ -126,7 +126,7 @@ pub async fn cat(store: &dyn Store, target: &str) -> Result<i32, CliError> {
                     .unwrap_or_else(|| "-".repeat(12));
                 let _ = writeln!(out, "{hash}  {:>12}  {}", entry.size, entry.path);
             }
-            print!("{out}");
+            crate::exit::print_out(&out);
         }
     }
     Ok(OK)

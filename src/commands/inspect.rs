@@ -50,7 +50,7 @@ pub async fn status(store: &dyn Store, recent: usize) -> Result<i32, CliError> {
             );
         }
     }
-    print!("{out}");
+    crate::exit::print_out(&out);
     Ok(OK)
 }
 
@@ -123,7 +123,7 @@ pub async fn why(store: &dyn Store, target: &str) -> Result<i32, CliError> {
             }
         }
     }
-    print!("{out}");
+    crate::exit::print_out(&out);
     Ok(OK)
 }
 

@@ -38,7 +38,7 @@ pub fn kinds(registry: &Registry) -> Result<i32, CliError> {
             );
         }
     }
-    print!("{out}");
+    crate::exit::print_out(&out);
     Ok(OK)
 }
 

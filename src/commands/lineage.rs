@@ -27,7 +27,7 @@ pub async fn lineage(
         LineageFormat::Dot => dot(&nodes),
         LineageFormat::Tree => tree(&nodes),
     };
-    print!("{text}");
+    crate::exit::print_out(&text);
     Ok(OK)
 }
 

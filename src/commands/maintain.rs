@@ -34,16 +34,19 @@ pub async fn verify(store: &dyn Store) -> Result<i32, CliError> {
         ))
         .code(STORE);
     }
-    println!("{} objects verified, all intact", report.checked);
+    crate::exit::print_out(&format!(
+        "{} objects verified, all intact\n",
+        report.checked
+    ));
     Ok(OK)
 }
 
 pub async fn gc(store: &dyn Store) -> Result<i32, CliError> {
     let keep = store.all_referenced_artifacts().await.code(STORE)?;
     let report = store.objects().gc(&keep).code(STORE)?;
-    println!(
-        "removed {} objects ({} bytes); kept {}",
+    crate::exit::print_out(&format!(
+        "removed {} objects ({} bytes); kept {}\n",
         report.removed, report.freed_bytes, report.kept
-    );
+    ));
     Ok(OK)
 }

@@ -27,7 +27,7 @@ pub async fn plan(global: &Global, pipeline: &Path, all: bool) -> Result<i32, Cl
         }
     }
     let _ = writeln!(out, "{run} to run, {cached} cached");
-    print!("{out}");
+    crate::exit::print_out(&out);
     // The process exits next; freeing a 30,000-instance plan piece by piece would only
     // add to the time the user waits.
     std::mem::forget(verdicts);
