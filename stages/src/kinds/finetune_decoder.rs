@@ -5,7 +5,9 @@
 //! alongside from a fresh start, since the AE artifact carries no discriminator).
 //! Output `autoencoder`: the whole AE with the fine-tuned decoder D′.
 
-use super::schema::{float, int, one_of, optional_path, param, slot};
+use super::schema::{
+    batch_size_param, float, int, lr_param, optional_path, param, preset_param, slot,
+};
 use super::train_common::{schedule, schedule_params};
 use super::train_image_classifier::{build_image_classifier, classify};
 use crate::losses::AeLossConfig;
@@ -24,22 +26,10 @@ pub struct FinetuneDecoder;
 impl Stage for FinetuneDecoder {
     fn spec(&self) -> KindSpec {
         let mut params = vec![
-            param(
-                "preset",
-                one_of(&["tiny", "paper"]),
-                Some("paper".into()),
-                "AE and φ size (as in train-autoencoder / train-image-classifier)",
-            ),
-            param(
-                "batch_size",
-                int(Some(1), None),
-                Some(4.into()),
-                "images per step (paper 4)",
-            ),
-            param(
-                "lr",
-                float(Some(0.0), None),
-                Some(5e-5.into()),
+            preset_param("AE and φ size (as in train-autoencoder / train-image-classifier)"),
+            batch_size_param(4, "images per step (paper 4)"),
+            lr_param(
+                5e-5,
                 "Adam learning rate (β 0.5, 0.9) of decoder and discriminator",
             ),
             param(

@@ -5,7 +5,7 @@
 //! after every finished batch holds the images so far, and an interrupted run resumes.
 //! Output `images`: an image set labeled with the conditioning classes of `images`.
 
-use super::schema::{float, int, one_of, param, slot};
+use super::schema::{batch_size_param, float, int, invalid, one_of, param, preset_param, slot};
 use super::train_diffusion::load_autoencoder;
 use super::train_latent_classifier::{build_latent_classifier, read_scale_factor};
 use crate::artifact::{ImageSet, ImageSetWriter, DEFAULT_SHARD_SIZE};
@@ -27,22 +27,13 @@ use tch::{Device, Kind, Tensor};
 
 pub struct Sample;
 
-fn invalid(e: impl std::fmt::Display) -> StageError {
-    StageError::Invalid(e.to_string())
-}
-
 impl Stage for Sample {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "histodiffusion/sample".into(),
             version: 1,
             params: vec![
-                param(
-                    "preset",
-                    one_of(&["tiny", "paper"]),
-                    Some("paper".into()),
-                    "UNet, ϕ and AE size",
-                ),
+                preset_param("UNet, ϕ and AE size"),
                 param(
                     "steps",
                     int(Some(1), Some(999)),
@@ -68,12 +59,7 @@ impl Stage for Sample {
                     Some(100.into()),
                     "images per class",
                 ),
-                param(
-                    "batch_size",
-                    int(Some(1), None),
-                    Some(16.into()),
-                    "images per sampling batch (a checkpoint after each)",
-                ),
+                batch_size_param(16, "images per sampling batch (a checkpoint after each)"),
                 param(
                     "use_ema",
                     ParamType::Bool,

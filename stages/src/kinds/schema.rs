@@ -45,6 +45,26 @@ pub fn slot(name: &str, required: bool, many: bool, doc: &str) -> SlotSpec {
     }
 }
 
+/// The `preset` parameter of the model kinds: the paper's sizes, or `tiny` for a CPU.
+pub fn preset_param(doc: &str) -> ParamSpec {
+    param(
+        "preset",
+        one_of(&["tiny", "paper"]),
+        Some("paper".into()),
+        doc,
+    )
+}
+
+/// `batch_size`: at least 1.
+pub fn batch_size_param(default: i64, doc: &str) -> ParamSpec {
+    param("batch_size", int(Some(1), None), Some(default.into()), doc)
+}
+
+/// `lr`: a learning rate, not negative.
+pub fn lr_param(default: f64, doc: &str) -> ParamSpec {
+    param("lr", float(Some(0.0), None), Some(default.into()), doc)
+}
+
 /// The `image_size` parameter every data kind has.
 pub fn image_size_param(default: i64) -> ParamSpec {
     param(

@@ -2,7 +2,9 @@
 //! GAN (Eq. 4, SPEC §2.5), resumable. Output `autoencoder`: safetensors of the AE weights
 //! under the LDM names (`encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`).
 
-use super::schema::{float, int, one_of, optional_path, param, slot};
+use super::schema::{
+    batch_size_param, float, int, lr_param, optional_path, param, preset_param, slot,
+};
 use super::train_common::{schedule, schedule_params};
 use crate::losses::AeLossConfig;
 use crate::training::autoencoder::{preset, AeTraining};
@@ -18,24 +20,9 @@ pub struct TrainAutoencoder;
 impl Stage for TrainAutoencoder {
     fn spec(&self) -> KindSpec {
         let mut params = vec![
-            param(
-                "preset",
-                one_of(&["tiny", "paper"]),
-                Some("paper".into()),
-                "model size: paper kl-f4 (SPEC §2.1) or tiny (CPU)",
-            ),
-            param(
-                "batch_size",
-                int(Some(1), None),
-                Some(6.into()),
-                "images per step (paper 6)",
-            ),
-            param(
-                "lr",
-                float(Some(0.0), None),
-                Some(4.5e-6.into()),
-                "Adam learning rate of both optimizers (β 0.5, 0.9)",
-            ),
+            preset_param("model size: paper kl-f4 (SPEC §2.1) or tiny (CPU)"),
+            batch_size_param(6, "images per step (paper 6)"),
+            lr_param(4.5e-6, "Adam learning rate of both optimizers (β 0.5, 0.9)"),
             param(
                 "disc_start",
                 int(Some(0), None),

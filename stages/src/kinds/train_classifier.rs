@@ -6,7 +6,7 @@
 //! so on CPU a resumed run ends byte-identical to an uninterrupted one.
 
 use super::classifier::{batches, device_of, model_input, save, ClassifierConfig};
-use super::schema::{float, int, invalid, one_of, param, slot, usize_param};
+use super::schema::{float, int, invalid, lr_param, one_of, param, slot, usize_param};
 use crate::artifact::{ImageBatch, ImageSet};
 use crate::models::vit::{VisionTransformer, VitConfig};
 use crate::report::results::{write, Predictions, PREDICTIONS_FORMAT};
@@ -35,7 +35,7 @@ impl Stage for TrainClassifier {
                     "tiny: ViT 32 px/patch 8/width 64/depth 2; paper: ViT-B/16 (SPEC §8.1); official: ViT-S/16 (SPEC §11.10)"),
                 param("epochs", int(Some(1), None), Some(Value::Null), "passes over the training set (paper 200; tiny 10)"),
                 param("batch_size", int(Some(1), None), Some(Value::Null), "paper 128; tiny 32"),
-                param("lr", float(Some(0.0), None), Some(1e-4.into()), "AdamW learning rate (paper 1e-4)"),
+                lr_param(1e-4, "AdamW learning rate (paper 1e-4)"),
                 param("weight_decay", float(Some(0.0), None), Some(0.05.into()), "AdamW weight decay (not stated by the paper; official 0.05)"),
                 param("seed", int(Some(0), None), Some(0.into()), "seed of initialisation, data order and dropout"),
                 param("checkpoint_every", int(Some(0), None), Some(500.into()), "checkpoint every N steps (0 = never by count)"),

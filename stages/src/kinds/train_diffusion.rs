@@ -5,7 +5,9 @@
 //! safetensors with the UNet under its LDM names, the EMA copy under `ema.*`
 //! (`ema.num_updates` included) and the 0-d `scale_factor`.
 
-use super::schema::{float, int, one_of, param, slot};
+use super::schema::{
+    batch_size_param, float, int, invalid, lr_param, one_of, param, preset_param, slot,
+};
 use super::train_common::{schedule, schedule_params};
 use crate::diffusion::{BetaSchedule, EpsLoss, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
@@ -24,10 +26,6 @@ use tch::{Device, Kind, Tensor};
 
 pub struct TrainDiffusion;
 
-fn invalid(e: impl std::fmt::Display) -> StageError {
-    StageError::Invalid(e.to_string())
-}
-
 /// The frozen AE of `preset` loaded from `path`.
 pub fn load_autoencoder(
     dev: Device,
@@ -45,24 +43,9 @@ pub fn load_autoencoder(
 impl Stage for TrainDiffusion {
     fn spec(&self) -> KindSpec {
         let mut params = vec![
-            param(
-                "preset",
-                one_of(&["tiny", "paper"]),
-                Some("paper".into()),
-                "UNet and AE size: paper (SPEC §3.1) or tiny",
-            ),
-            param(
-                "batch_size",
-                int(Some(1), None),
-                Some(4.into()),
-                "latents per step (paper 4)",
-            ),
-            param(
-                "lr",
-                float(Some(0.0), None),
-                Some(5e-5.into()),
-                "AdamW learning rate (wd 0.01)",
-            ),
+            preset_param("UNet and AE size: paper (SPEC §3.1) or tiny"),
+            batch_size_param(4, "latents per step (paper 4)"),
+            lr_param(5e-5, "AdamW learning rate (wd 0.01)"),
             param(
                 "loss",
                 one_of(&["l2", "l1"]),

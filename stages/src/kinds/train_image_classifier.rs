@@ -3,7 +3,7 @@
 //! cross-entropy and Adam (lr 5e-5, batch 64, 100 epochs; supp. Table 2). Output
 //! `classifier`: safetensors of φ under the guided-diffusion names.
 
-use super::schema::{float, int, one_of, param, slot};
+use super::schema::{batch_size_param, lr_param, preset_param, slot};
 use super::train_common::{
     classifier_state, cross_entropy_step, restore_classifier, schedule, schedule_params,
 };
@@ -49,24 +49,9 @@ pub fn classify(phi: &EncoderUNetModel, x: &Tensor, train: bool) -> Tensor {
 impl Stage for TrainImageClassifier {
     fn spec(&self) -> KindSpec {
         let mut params = vec![
-            param(
-                "preset",
-                one_of(&["tiny", "paper"]),
-                Some("paper".into()),
-                "φ size: paper EncoderUNet (SPEC §5.3) or tiny",
-            ),
-            param(
-                "batch_size",
-                int(Some(1), None),
-                Some(64.into()),
-                "images per step (paper 64)",
-            ),
-            param(
-                "lr",
-                float(Some(0.0), None),
-                Some(5e-5.into()),
-                "Adam learning rate",
-            ),
+            preset_param("φ size: paper EncoderUNet (SPEC §5.3) or tiny"),
+            batch_size_param(64, "images per step (paper 64)"),
+            lr_param(5e-5, "Adam learning rate"),
         ];
         params.extend(schedule_params(100));
         KindSpec {

@@ -4,7 +4,7 @@
 //! latents (`official_t0`, the official code); CE, AdamW (wd 0.05). Output `classifier`:
 //! safetensors of ϕ under the guided-diffusion names.
 
-use super::schema::{float, int, one_of, param, slot};
+use super::schema::{batch_size_param, float, invalid, lr_param, param, preset_param, slot};
 use super::train_common::{
     classifier_state, cross_entropy_step, restore_classifier, schedule, schedule_params,
 };
@@ -22,10 +22,6 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 pub struct TrainLatentClassifier;
-
-fn invalid(e: impl std::fmt::Display) -> StageError {
-    StageError::Invalid(e.to_string())
-}
 
 /// ϕ for `preset` on `latent_size` latents with `classes` outputs.
 pub fn build_latent_classifier(
@@ -62,24 +58,9 @@ pub fn read_scale_factor(path: &std::path::Path) -> Result<f64, StageError> {
 impl Stage for TrainLatentClassifier {
     fn spec(&self) -> KindSpec {
         let mut params = vec![
-            param(
-                "preset",
-                one_of(&["tiny", "paper"]),
-                Some("paper".into()),
-                "ϕ and AE size: paper (SPEC §5.2) or tiny",
-            ),
-            param(
-                "batch_size",
-                int(Some(1), None),
-                Some(32.into()),
-                "latents per step (paper 32)",
-            ),
-            param(
-                "lr",
-                float(Some(0.0), None),
-                Some(5e-5.into()),
-                "AdamW learning rate",
-            ),
+            preset_param("ϕ and AE size: paper (SPEC §5.2) or tiny"),
+            batch_size_param(32, "latents per step (paper 32)"),
+            lr_param(5e-5, "AdamW learning rate"),
             param(
                 "weight_decay",
                 float(Some(0.0), None),
