@@ -13,7 +13,7 @@
 //! `histodiff why` and `histodiff plan` which field changed.
 
 use crate::hash::{ArtifactHash, StageKey};
-use crate::plan::Instance;
+use crate::plan::{Instance, SmallMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub enum SlotHashes {
 pub struct CommandFingerprint {
     pub run: String,
     /// Out name → path relative to the work directory, `/`-separated.
-    pub outs: BTreeMap<String, String>,
+    pub outs: SmallMap<String, String>,
 }
 
 /// The versioned fingerprint of one stage instance.
@@ -53,9 +53,9 @@ pub struct Fingerprint {
     /// Canonical parameters (every schema key present, defaults filled).
     pub params: serde_json::Map<String, Value>,
     /// Slot → upstream artifact hashes. Absent slot ≠ `Many(vec![])`.
-    pub inputs: BTreeMap<String, SlotHashes>,
+    pub inputs: SmallMap<String, SlotHashes>,
     /// Path parameter name (or `deps:<path>`) → content hash of that external data.
-    pub externals: BTreeMap<String, ArtifactHash>,
+    pub externals: SmallMap<String, ArtifactHash>,
     pub command: Option<CommandFingerprint>,
     pub salt: String,
 }
@@ -98,8 +98,8 @@ impl Fingerprint {
     /// its inputs' upstream artifacts and its external data (see [`dep_key`]).
     pub fn of(
         instance: &Instance,
-        inputs: BTreeMap<String, SlotHashes>,
-        externals: BTreeMap<String, ArtifactHash>,
+        inputs: SmallMap<String, SlotHashes>,
+        externals: SmallMap<String, ArtifactHash>,
         salt: &str,
     ) -> Self {
         let command = instance.command.as_ref().map(|c| CommandFingerprint {
@@ -291,13 +291,13 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 }
 
 /// A JSON object of a sorted map, each value written by `value`.
-fn write_sorted<K: AsRef<str>, V>(
+fn write_sorted<'a, K: AsRef<str> + 'a, V: 'a>(
     out: &mut Vec<u8>,
-    map: &BTreeMap<K, V>,
+    map: impl IntoIterator<Item = (&'a K, &'a V)>,
     value: impl Fn(&mut Vec<u8>, &V),
 ) {
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in map.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

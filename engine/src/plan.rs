@@ -4,11 +4,12 @@
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
+pub use crate::small_map::SmallMap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Matrix coordinates of an instance: axis → value (sorted by axis).
-pub type Coords = BTreeMap<String, serde_json::Value>;
+pub type Coords = SmallMap<String, serde_json::Value>;
 
 /// `settings:` after defaults and CLI overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +70,7 @@ pub struct CommandSpec {
     /// Files hashed by content, absolute (written relative to the pipeline directory).
     pub deps: Vec<PathBuf>,
     /// Output name → path relative to the work directory.
-    pub outs: BTreeMap<String, PathBuf>,
+    pub outs: SmallMap<String, PathBuf>,
 }
 
 /// One node of the DAG: a stage, or one member of a stage's matrix.
@@ -86,13 +87,16 @@ pub struct Instance {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Params of type `path`, resolved to absolute paths (their content enters the key).
     pub external_paths: BTreeMap<String, PathBuf>,
-    pub inputs: BTreeMap<String, InputBinding>,
+    pub inputs: SmallMap<String, InputBinding>,
     pub command: Option<CommandSpec>,
     pub resources: Resources,
     pub retries: u32,
     /// Output names this instance produces.
     pub outputs: Vec<String>,
 }
+
+/// Up to this many upstream bindings, [`Plan::upstreams`] deduplicates by linear search.
+const SMALL_FAN_IN: usize = 16;
 
 /// The validated pipeline.
 #[derive(Debug, Clone)]
@@ -112,19 +116,24 @@ pub struct Plan {
 impl Plan {
     /// Indices of the instances `i` reads from, in slot order, deduplicated.
     pub fn upstreams(&self, i: usize) -> Vec<usize> {
-        // A set beside the list: a report gathering 10,000 instances must not be quadratic.
-        let mut seen = std::collections::HashSet::new();
-        let mut ups: Vec<usize> = Vec::new();
-        for binding in self.instances[i].inputs.values() {
-            let list: &[Upstream] = match binding {
-                InputBinding::One(u) => std::slice::from_ref(u),
-                InputBinding::Many(us) => us,
-            };
-            for u in list {
-                if seen.insert(u.instance) {
+        let lists = self.instances[i].inputs.values().map(|binding| match binding {
+            InputBinding::One(u) => std::slice::from_ref(u),
+            InputBinding::Many(us) => us.as_slice(),
+        });
+        let total: usize = lists.clone().map(<[Upstream]>::len).sum();
+        let mut ups: Vec<usize> = Vec::with_capacity(total);
+        // Most instances read one or two upstreams: a linear check beats hashing them (this
+        // runs for every instance of the plan). A report gathering 10,000 instances gets a
+        // set, so it is not quadratic.
+        if total <= SMALL_FAN_IN {
+            for u in lists.flatten() {
+                if !ups.contains(&u.instance) {
                     ups.push(u.instance);
                 }
             }
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(total);
+            ups.extend(lists.flatten().map(|u| u.instance).filter(|&u| seen.insert(u)));
         }
         ups
     }

@@ -9,6 +9,7 @@ use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::plan::{CommandSpec, Instance, Resources};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use histodiff_engine::plan::SmallMap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -22,10 +23,10 @@ fn instance(params: Value) -> Instance {
         stage: "select".into(),
         kind: "histodiffusion/select".into(),
         kind_version: 3,
-        coords: BTreeMap::new(),
+        coords: SmallMap::new(),
         params: params.as_object().unwrap().clone(),
         external_paths: BTreeMap::new(),
-        inputs: BTreeMap::new(),
+        inputs: SmallMap::new(),
         command: None,
         resources: Resources::default(),
         retries: 0,
@@ -35,11 +36,11 @@ fn instance(params: Value) -> Instance {
 
 fn golden() -> Fingerprint {
     let inst = instance(json!({"ratio": 0.5, "method": "centroid", "seed": 0}));
-    let inputs = BTreeMap::from([
+    let inputs = SmallMap::from_iter([
         ("pool".to_string(), SlotHashes::One(h('a'))),
         ("real".to_string(), SlotHashes::Many(vec![h('b'), h('c')])),
     ]);
-    let externals = BTreeMap::from([("path".to_string(), h('d'))]);
+    let externals = SmallMap::from_iter([("path".to_string(), h('d'))]);
     Fingerprint::of(&inst, inputs, externals, "")
 }
 
@@ -66,10 +67,10 @@ fn golden_command_key() {
     inst.command = Some(CommandSpec {
         run: "python scripts/extra.py --in ${inputs.data} --out ${outs.result}".into(),
         deps: vec![PathBuf::from("scripts/extra.py")],
-        outs: BTreeMap::from([("result".to_string(), PathBuf::from("result.json"))]),
+        outs: SmallMap::from_iter([("result".to_string(), PathBuf::from("result.json"))]),
     });
-    let inputs = BTreeMap::from([("data".to_string(), SlotHashes::One(h('e')))]);
-    let externals = BTreeMap::from([(dep_key(&PathBuf::from("scripts/extra.py")), h('f'))]);
+    let inputs = SmallMap::from_iter([("data".to_string(), SlotHashes::One(h('e')))]);
+    let externals = SmallMap::from_iter([(dep_key(&PathBuf::from("scripts/extra.py")), h('f'))]);
     let fp = Fingerprint::of(&inst, inputs, externals, "v2");
     assert!(fp.canonical_json().contains(r#""deps:scripts/extra.py""#));
     assert!(fp
@@ -123,9 +124,9 @@ fn diff_names_the_changed_fields() {
 #[test]
 fn absent_slot_differs_from_empty_list_in_diff() {
     let inst = instance(json!({"seed": 0}));
-    let absent = Fingerprint::of(&inst, BTreeMap::new(), BTreeMap::new(), "");
-    let empty = BTreeMap::from([("extra".to_string(), SlotHashes::Many(vec![]))]);
-    let empty = Fingerprint::of(&inst, empty, BTreeMap::new(), "");
+    let absent = Fingerprint::of(&inst, SmallMap::new(), SmallMap::new(), "");
+    let empty = SmallMap::from_iter([("extra".to_string(), SlotHashes::Many(vec![]))]);
+    let empty = Fingerprint::of(&inst, empty, SmallMap::new(), "");
     assert_ne!(absent.key(), empty.key());
     assert_eq!(Fingerprint::diff(&absent, &empty)[0].field, "inputs.extra");
 }
@@ -147,8 +148,8 @@ fn with_params(pairs: &[(String, Value)]) -> Fingerprint {
     let map: Map<String, Value> = pairs.iter().cloned().collect();
     Fingerprint::of(
         &instance(Value::Object(map)),
-        BTreeMap::new(),
-        BTreeMap::new(),
+        SmallMap::new(),
+        SmallMap::new(),
         "",
     )
 }
@@ -162,7 +163,7 @@ proptest! {
         command in prop::option::of(("[ -~]{0,20}", prop::collection::vec(("[a-z]{1,5}", "[a-z/.]{1,8}"), 0..3))),
         salt in "[ -~é]{0,6}",
     ) {
-        let inputs: BTreeMap<String, SlotHashes> = slots
+        let inputs: SmallMap<String, SlotHashes> = slots
             .into_iter()
             .map(|(name, hs, many)| {
                 let hs: Vec<ArtifactHash> = hs.iter().map(|c| h(char::from(b'a' + c))).collect();
@@ -189,7 +190,7 @@ proptest! {
 
     #[test]
     fn absent_slot_differs_from_empty_list(slot in "[a-z]{1,8}", others in prop::collection::vec(0u8..6, 0..4)) {
-        let base: BTreeMap<String, SlotHashes> = others
+        let base: SmallMap<String, SlotHashes> = others
             .iter()
             .enumerate()
             .map(|(i, c)| (format!("other{i}"), SlotHashes::One(h(char::from(b'a' + c)))))
@@ -197,8 +198,8 @@ proptest! {
         let mut with_empty = base.clone();
         with_empty.insert(slot, SlotHashes::Many(vec![]));
         let inst = instance(json!({"seed": 0}));
-        let absent = Fingerprint::of(&inst, base, BTreeMap::new(), "");
-        let empty = Fingerprint::of(&inst, with_empty, BTreeMap::new(), "");
+        let absent = Fingerprint::of(&inst, base, SmallMap::new(), "");
+        let empty = Fingerprint::of(&inst, with_empty, SmallMap::new(), "");
         prop_assert_ne!(absent.key(), empty.key());
     }
 
@@ -208,8 +209,8 @@ proptest! {
         let mut swapped = list.clone();
         swapped.swap(0, n - 1);
         let key = |l: Vec<ArtifactHash>| {
-            let inputs = BTreeMap::from([("train".to_string(), SlotHashes::Many(l))]);
-            Fingerprint::of(&instance(json!({})), inputs, BTreeMap::new(), "").key()
+            let inputs = SmallMap::from_iter([("train".to_string(), SlotHashes::Many(l))]);
+            Fingerprint::of(&instance(json!({})), inputs, SmallMap::new(), "").key()
         };
         prop_assert_ne!(key(list), key(swapped));
     }
@@ -232,7 +233,7 @@ proptest! {
         moved.stage = name.clone();
         moved.name = format!("{name}[ratio=1]");
         moved.coords.insert("ratio".into(), json!(1));
-        let key = |i: &Instance| Fingerprint::of(i, BTreeMap::new(), BTreeMap::new(), "").key();
+        let key = |i: &Instance| Fingerprint::of(i, SmallMap::new(), SmallMap::new(), "").key();
         prop_assert_eq!(key(&base), key(&moved));
     }
 }

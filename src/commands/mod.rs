@@ -100,7 +100,12 @@ pub fn load_plan(
     registry: &Registry,
     overrides: &SettingsOverrides,
 ) -> Result<Plan, CliError> {
-    spec::load(path, registry, overrides).map_err(|errors| {
+    tracing::debug!("loading {}", path.display());
+    let loaded = spec::load(path, registry, overrides);
+    if let Ok(plan) = &loaded {
+        tracing::debug!("{} instances planned", plan.instances.len());
+    }
+    loaded.map_err(|errors| {
         let n = errors.errors.len();
         CliError {
             code: BAD_INPUT,
@@ -116,8 +121,9 @@ pub fn load_plan(
 /// Opens (creating) the pipeline's store.
 pub async fn open_plan_store(plan: &Plan) -> Result<Arc<dyn Store>, CliError> {
     let s = &plan.settings;
-    store::open(&s.store, s.objects.as_deref(), &plan.base_dir)
-        .await
+    let opened = store::open(&s.store, s.objects.as_deref(), &plan.base_dir).await;
+    tracing::debug!("store {} opened", s.store);
+    opened
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the store {}", s.store)))
         .code(STORE)
 }

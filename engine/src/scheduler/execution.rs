@@ -75,6 +75,7 @@ pub async fn hash_externals(
     for (path, external) in paths.into_iter().zip(hashed) {
         hashes.insert(path, external.hash);
     }
+    tracing::debug!("hashed {} external files", hashes.len());
     Ok(hashes)
 }
 
@@ -328,7 +329,7 @@ fn artifact(
         hash,
         path,
         producer: producer.name.clone(),
-        coords: producer.coords.clone(),
+        coords: producer.coords.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
 }
 
@@ -464,9 +465,11 @@ fn input_edges(job: &Job) -> Vec<InputEdge> {
 }
 
 /// Output name → hash.
-pub fn hashes_of(outputs: &BTreeMap<String, crate::protocol::OutputArtifact>) -> Outputs {
+pub fn hashes_of<'a>(
+    outputs: impl IntoIterator<Item = (&'a String, &'a crate::protocol::OutputArtifact)>,
+) -> Outputs {
     outputs
-        .iter()
+        .into_iter()
         .map(|(name, a)| (name.clone(), a.hash.clone()))
         .collect()
 }

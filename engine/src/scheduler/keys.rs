@@ -4,13 +4,13 @@
 
 use crate::fingerprint::{dep_key, Fingerprint, SlotHashes};
 use crate::hash::ArtifactHash;
-use crate::plan::{InputBinding, Instance, Plan, Upstream};
-use std::collections::{BTreeMap, HashMap};
+use crate::plan::{InputBinding, Instance, Plan, SmallMap, Upstream};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Output name → artifact hash of one instance.
-pub type Outputs = BTreeMap<String, ArtifactHash>;
+pub type Outputs = crate::plan::SmallMap<String, ArtifactHash>;
 
 /// Content hashes of external data (path parameters, command deps), by absolute path.
 pub type ExternalHashes = HashMap<PathBuf, ArtifactHash>;
@@ -41,7 +41,7 @@ pub fn fingerprint(
     externals: &ExternalHashes,
 ) -> Option<Fingerprint> {
     let inst = &plan.instances[i];
-    let mut inputs = BTreeMap::new();
+    let mut inputs = SmallMap::with_capacity(inst.inputs.len());
     for (slot, binding) in &inst.inputs {
         let hashes = match binding {
             InputBinding::One(u) => SlotHashes::One(upstream_hash(u, outputs)?),
@@ -69,8 +69,9 @@ fn instance_externals(
     plan: &Plan,
     inst: &Instance,
     externals: &ExternalHashes,
-) -> Option<BTreeMap<String, ArtifactHash>> {
-    let mut map = BTreeMap::new();
+) -> Option<SmallMap<String, ArtifactHash>> {
+    let deps = inst.command.as_ref().map_or(0, |c| c.deps.len());
+    let mut map = SmallMap::with_capacity(inst.external_paths.len() + deps);
     for (name, path) in &inst.external_paths {
         map.insert(name.clone(), externals.get(path)?.clone());
     }

@@ -100,6 +100,7 @@ impl Scheduler {
             pid: std::process::id() as i64,
         };
         let run_id = self.store.begin_run(&new_run).await?;
+        tracing::debug!("run {} begun", run_id.0);
         let externals = execution::hash_externals(&self.store, &self.plan).await;
         let ctx = Arc::new(RunContext {
             plan: self.plan.clone(),
@@ -123,7 +124,9 @@ impl Scheduler {
             externals,
         };
         let result = lp.drive(shutdown).await;
+        tracing::debug!("scheduling done");
         let result = result.and(lp.recorded().await);
+        tracing::debug!("cache hits recorded");
         heartbeat.abort();
         let status = match (
             &result,
@@ -209,7 +212,9 @@ impl Loop {
             };
             let keyed = self.state.key_all(&self.ctx.plan, &ready, externals);
             let keys: Vec<StageKey> = keyed.iter().map(|(_, fp)| fp.key()).collect();
+            tracing::debug!("keyed {} instances", keys.len());
             let cached = self.ctx.store.cached_many(&keys).await?;
+            tracing::debug!("{} of them cached", cached.len());
             let mut hits = Vec::new();
             for ((i, fingerprint), key) in keyed.into_iter().zip(keys) {
                 match cached.get(&key) {

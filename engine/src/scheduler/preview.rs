@@ -56,7 +56,9 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
         }
         let wave = state.key_all(plan, &ready, &externals);
         let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
+        tracing::debug!("keyed {} instances", keys.len());
         let hits = store.cached_many(&keys).await?;
+        tracing::debug!("{} of them cached", hits.len());
         let mut misses = Vec::new();
         for ((i, fp), key) in wave.into_iter().zip(keys) {
             let Some(hit) = hits.get(&key) else {

@@ -7,8 +7,7 @@ use super::interp::{self, CommandNames, Scope};
 use super::raw::{is_name, mapping, unique_keys, RawStage};
 use super::schema::absolute;
 use super::yaml::{Node, Pos, Value};
-use crate::plan::CommandSpec;
-use std::collections::BTreeMap;
+use crate::plan::{CommandSpec, SmallMap};
 use std::path::{Component, Path, PathBuf};
 
 /// Declared outs of a command stage, in file order: (name, name position, path node).
@@ -103,7 +102,7 @@ pub fn instance(
     };
     let run = interp::text(run, run_node.pos, &run_scope, ctx.key("run"), diag);
     let deps = deps(stage.deps.as_ref(), scope, base_dir, ctx.key("deps"), diag);
-    let mut out_paths = BTreeMap::new();
+    let mut out_paths = SmallMap::with_capacity(outs.len());
     for (name, _, path) in outs {
         if let Some(p) = out_path(path, scope, ctx.key("outs"), diag) {
             out_paths.insert(name.clone(), p);

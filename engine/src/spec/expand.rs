@@ -8,7 +8,7 @@ use super::interp::{self, Scope};
 use super::raw::{RawPipeline, RawStage};
 use super::stages::StageInfo;
 use super::{command, matrix, resources, schema};
-use crate::plan::{InputBinding, Instance, Upstream};
+use crate::plan::{InputBinding, Instance, SmallMap, Upstream};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
@@ -181,10 +181,10 @@ impl Expander<'_> {
         combo: &Combo,
         reads: &Reads,
         gathers: &HashMap<usize, Gather>,
-    ) -> BTreeMap<String, InputBinding> {
+    ) -> SmallMap<String, InputBinding> {
         let stage = &self.raw.stages[s];
         let info = &self.infos[s];
-        let mut out = BTreeMap::new();
+        let mut out = SmallMap::with_capacity(stage.inputs.len());
         for input in &stage.inputs {
             let mut ups = Vec::new();
             for r in &input.refs {

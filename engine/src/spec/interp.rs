@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn whole_reference_keeps_the_type() {
-        let coords: Coords = [("ratio".to_string(), json!(0.5))].into();
+        let coords: Coords = [("ratio".to_string(), json!(0.5))].into_iter().collect();
         assert_eq!(
             run("${matrix.ratio}", &coords, None).0.value,
             Value::Float(0.5)
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn embedded_reference_makes_a_string() {
-        let coords: Coords = [("ratio".to_string(), json!(1.0))].into();
+        let coords: Coords = [("ratio".to_string(), json!(1.0))].into_iter().collect();
         let (n, errs) = run(
             "${params.name}-r${matrix.ratio}-${params.size}",
             &coords,

@@ -212,7 +212,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedExecution {
     pub execution_id: ExecutionId,
-    pub outputs: BTreeMap<String, OutputArtifact>,
+    pub outputs: crate::plan::SmallMap<String, OutputArtifact>,
 }
 
 /// A row of `executions`.
