@@ -2,9 +2,9 @@
 //! parameters, input bindings and scheduling needs, in a DAG. Built by `spec::load`
 //! from the raw pipeline file; consumed by hashing, the scheduler and the CLI.
 
+pub use crate::small_map::SmallMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
-pub use crate::small_map::SmallMap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -116,10 +116,13 @@ pub struct Plan {
 impl Plan {
     /// Indices of the instances `i` reads from, in slot order, deduplicated.
     pub fn upstreams(&self, i: usize) -> Vec<usize> {
-        let lists = self.instances[i].inputs.values().map(|binding| match binding {
-            InputBinding::One(u) => std::slice::from_ref(u),
-            InputBinding::Many(us) => us.as_slice(),
-        });
+        let lists = self.instances[i]
+            .inputs
+            .values()
+            .map(|binding| match binding {
+                InputBinding::One(u) => std::slice::from_ref(u),
+                InputBinding::Many(us) => us.as_slice(),
+            });
         let total: usize = lists.clone().map(<[Upstream]>::len).sum();
         let mut ups: Vec<usize> = Vec::with_capacity(total);
         // Most instances read one or two upstreams: a linear check beats hashing them (this
@@ -133,7 +136,12 @@ impl Plan {
             }
         } else {
             let mut seen = std::collections::HashSet::with_capacity(total);
-            ups.extend(lists.flatten().map(|u| u.instance).filter(|&u| seen.insert(u)));
+            ups.extend(
+                lists
+                    .flatten()
+                    .map(|u| u.instance)
+                    .filter(|&u| seen.insert(u)),
+            );
         }
         ups
     }

@@ -254,6 +254,10 @@ mod tests {
             .collect();
         assert_eq!(m.remove("a"), Some(1));
         assert_eq!(m.remove("a"), None);
-        assert!(m.keys().eq(["b"].iter().map(|s| s.to_string()).collect::<Vec<_>>().iter()));
+        assert!(m.keys().eq(["b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()));
     }
 }

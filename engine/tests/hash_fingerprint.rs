@@ -6,10 +6,10 @@ use histodiff_engine::fingerprint::{
     canonical_json, dep_key, CommandFingerprint, Fingerprint, SlotHashes, KEY_SCHEMA,
 };
 use histodiff_engine::hash::ArtifactHash;
+use histodiff_engine::plan::SmallMap;
 use histodiff_engine::plan::{CommandSpec, Instance, Resources};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use histodiff_engine::plan::SmallMap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -329,7 +329,11 @@ fn artifact(
         hash,
         path,
         producer: producer.name.clone(),
-        coords: producer.coords.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        coords: producer
+            .coords
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 

@@ -118,10 +118,10 @@ pub async fn hash_externals_with(
 /// into the project); inside a directory, links are refused by the manifest walk.
 fn scan_path(path: &Path, parents: &mut Canonical) -> Result<Scan, (PathBuf, HashError)> {
     let located = |e| (path.to_path_buf(), e);
-    let root = parents
+    let (root, meta) = parents
         .resolve(path)
         .map_err(|e| located(HashError::io(path, e)))?;
-    scan(&root).map_err(located)
+    scan(&root, meta).map_err(located)
 }
 
 /// `canonicalize`, with each parent directory resolved once: 10,000 `deps` in one
@@ -132,12 +132,14 @@ struct Canonical {
 }
 
 impl Canonical {
-    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+    /// The canonical path, and its `lstat` when that was read on the way (the scan
+    /// needs it next: one `lstat` per file, not two).
+    fn resolve(&mut self, path: &Path) -> std::io::Result<(PathBuf, Option<Metadata>)> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return std::fs::canonicalize(path);
+            return Ok((std::fs::canonicalize(path)?, None));
         };
         if name == ".." || parent.as_os_str().is_empty() {
-            return std::fs::canonicalize(path);
+            return Ok((std::fs::canonicalize(path)?, None));
         }
         let parent = match self.parents.get(parent) {
             Some(resolved) => resolved.clone(),
@@ -149,10 +151,11 @@ impl Canonical {
         };
         let joined = parent.join(name);
         // The last component may itself be a link; only then resolve it fully.
-        if std::fs::symlink_metadata(&joined)?.file_type().is_symlink() {
-            std::fs::canonicalize(&joined)
+        let meta = std::fs::symlink_metadata(&joined)?;
+        if meta.file_type().is_symlink() {
+            Ok((std::fs::canonicalize(&joined)?, None))
         } else {
-            Ok(joined)
+            Ok((joined, Some(meta)))
         }
     }
 }
@@ -202,9 +205,12 @@ fn scanned(path: &Path, meta: &Metadata) -> Result<ScannedFile, HashError> {
     })
 }
 
-/// Metadata only: no file is opened.
-fn scan(root: &Path) -> Result<Scan, HashError> {
-    let meta = std::fs::symlink_metadata(root).map_err(|e| HashError::io(root, e))?;
+/// Metadata only: no file is opened. `meta` is the root's `lstat`, if already read.
+fn scan(root: &Path, meta: Option<Metadata>) -> Result<Scan, HashError> {
+    let meta = match meta {
+        Some(meta) => meta,
+        None => std::fs::symlink_metadata(root).map_err(|e| HashError::io(root, e))?,
+    };
     let kind = hash::artifact_kind(root, &meta)?;
     if kind == ArtifactKind::File {
         let files = vec![scanned(root, &meta)?];

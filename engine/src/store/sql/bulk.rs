@@ -8,7 +8,10 @@
 //! one JSON text (`json_group_array` / `json_agg`). The two dialects differ only in those
 //! function names; the statements are otherwise shared.
 
+use super::{db_err, BULK_ROWS};
+use crate::store::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 /// Which SQL the database speaks, where the two differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,4 +85,36 @@ pub(crate) fn strings_param<'a>(items: impl IntoIterator<Item = &'a str>) -> Str
 /// Rows back from a [`Dialect::json_rows`] column.
 pub(crate) fn parse_rows<T: DeserializeOwned>(json: &str) -> serde_json::Result<Vec<T>> {
     serde_json::from_str(json)
+}
+
+/// Runs a bulk lookup `sql` (the JSON array of one chunk of `keys` as `$1`, one JSON text
+/// back) for each chunk of [`BULK_ROWS`] keys, pipelined: while the database thread
+/// answers for one chunk, `absorb` parses and uses the previous chunk's answer.
+pub(crate) async fn pipelined_lookup(
+    pool: &AnyPool,
+    sql: &str,
+    keys: &[&str],
+    place: &'static str,
+    mut absorb: impl FnMut(&str) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let mut answered: Option<String> = None;
+    for chunk in keys.chunks(BULK_ROWS) {
+        let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_string()))
+            .bind(strings_param(chunk.iter().copied()));
+        let pool = pool.clone();
+        // Spawned, so the database thread starts on it before `absorb` below runs.
+        let asked = tokio::spawn(async move { query.fetch_one(&pool).await });
+        if let Some(found) = answered.take() {
+            absorb(&found)?;
+        }
+        let found = asked
+            .await
+            .map_err(|e| StoreError::Unsupported(format!("{place} ended abnormally: {e}")))?
+            .map_err(db_err(place))?;
+        answered = Some(found);
+    }
+    match answered {
+        Some(found) => absorb(&found),
+        None => Ok(()),
+    }
 }

@@ -2,8 +2,8 @@
 //! executing a key right now), so identical keys run once across sweep members and
 //! across concurrent runs on the same store.
 
-use super::bulk::{parse_rows, strings_param};
-use super::{corrupt_json, db_err, placeholders, rows, SqlStore, BULK_ROWS, MAX_PARAMS};
+use super::bulk::{parse_rows, pipelined_lookup};
+use super::{corrupt_json, db_err, placeholders, rows, SqlStore, MAX_PARAMS};
 use crate::hash::{ArtifactHash, StageKey};
 use crate::store::liveness::{hostname, now_ms, pid_alive};
 use crate::store::types::*;
@@ -15,12 +15,39 @@ use std::collections::HashMap;
 const RESERVE_TRIES: usize = 5;
 
 impl SqlStore {
-    /// Cache rows and their outputs for many keys (one bulk statement per
-    /// [`BULK_ROWS`] keys, see `bulk.rs`).
+    /// Cache rows and their outputs for many keys (bulk statements, see `bulk.rs`): while
+    /// the database answers for one chunk of keys, the previous chunk's answer is parsed
+    /// and its objects are checked.
     pub(super) async fn lookup_cache(
         &self,
         keys: &[StageKey],
     ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
+        let sql = format!(
+            "SELECT {} AS found FROM cache c \
+             LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
+             LEFT JOIN artifacts a ON a.hash = o.artifact \
+             WHERE c.stage_key IN (SELECT value FROM {})",
+            self.dialect
+                .json_rows("c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size"),
+            self.dialect.json_strings(1)
+        );
+        let mut hits: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(keys.len());
+        let keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        pipelined_lookup(&self.pool, &sql, &keys, "cache lookup", |found| {
+            self.absorb_hits(found, &mut hits)
+        })
+        .await?;
+        Ok(hits)
+    }
+
+    /// Adds the hits of one bulk answer whose objects are all present. A hit is only as
+    /// good as its objects: one deleted by hand (or lost with a disk) makes the key run
+    /// again, which puts the object back.
+    fn absorb_hits(
+        &self,
+        found: &str,
+        hits: &mut HashMap<StageKey, CachedExecution>,
+    ) -> StoreResult<()> {
         type Found = (
             String,
             i64,
@@ -29,41 +56,27 @@ impl SqlStore {
             Option<String>,
             Option<i64>,
         );
-        let d = self.dialect;
-        let sql = format!(
-            "SELECT {} AS found FROM cache c \
-             LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
-             LEFT JOIN artifacts a ON a.hash = o.artifact \
-             WHERE c.stage_key IN (SELECT value FROM {})",
-            d.json_rows("c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size"),
-            d.json_strings(1)
-        );
-        let mut hits: HashMap<StageKey, CachedExecution> = HashMap::new();
-        for chunk in keys.chunks(BULK_ROWS) {
-            let found: String = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
-                .bind(strings_param(chunk.iter().map(|k| k.0.as_str())))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err("cache lookup"))?;
-            let rows: Vec<Found> = parse_rows(&found).map_err(|e| corrupt_json("cache", e))?;
-            for (key, id, name, hash, kind, size) in rows {
-                let hit = hits
-                    .entry(StageKey(key))
-                    .or_insert_with(|| CachedExecution {
-                        execution_id: ExecutionId(id),
-                        outputs: Default::default(),
-                    });
-                // An execution without outputs yields one row of NULLs.
-                if let (Some(name), Some(hash), Some(kind), Some(size)) = (name, hash, kind, size) {
-                    hit.outputs
-                        .insert(name, rows::output_of(hash, &kind, size)?);
-                }
+        let rows: Vec<Found> = parse_rows(found).map_err(|e| corrupt_json("cache", e))?;
+        let mut chunk: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(rows.len());
+        for (key, id, name, hash, kind, size) in rows {
+            let hit = chunk
+                .entry(StageKey(key))
+                .or_insert_with(|| CachedExecution {
+                    execution_id: ExecutionId(id),
+                    outputs: Default::default(),
+                });
+            // An execution without outputs yields one row of NULLs.
+            if let (Some(name), Some(hash), Some(kind), Some(size)) = (name, hash, kind, size) {
+                hit.outputs
+                    .insert(name, rows::output_of(hash, &kind, size)?);
             }
         }
-        // A hit is only as good as its objects: one deleted by hand (or lost with a disk)
-        // makes the key run again, which puts the object back.
-        hits.retain(|_, hit| hit.outputs.values().all(|o| self.objects.contains(&o.hash)));
-        Ok(hits)
+        hits.extend(
+            chunk
+                .into_iter()
+                .filter(|(_, hit)| hit.outputs.values().all(|o| self.objects.contains(&o.hash))),
+        );
+        Ok(())
     }
 
     /// Insert-or-inspect, reclaiming a dead or silent holder, a few times at most.

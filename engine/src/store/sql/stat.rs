@@ -1,6 +1,6 @@
 //! The stat cache table: (path, size, mtime, inode) → content hash of external data.
 
-use super::bulk::{parse_rows, strings_param, tuple_fields};
+use super::bulk::{parse_rows, pipelined_lookup, tuple_fields};
 use super::{corrupt_json, db_err, rows, SqlStore, BULK_ROWS};
 use crate::store::liveness::now_ms;
 use crate::store::types::StatEntry;
@@ -21,19 +21,17 @@ impl SqlStore {
             d.json_strings(1)
         );
         let mut found = HashMap::with_capacity(paths.len());
-        for chunk in paths.chunks(BULK_ROWS) {
-            let json: String = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
-                .bind(strings_param(chunk.iter().map(String::as_str)))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err("stat cache lookup"))?;
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        pipelined_lookup(&self.pool, &sql, &paths, "stat cache lookup", |json| {
             let rows: Vec<(String, i64, i64, i64, String)> =
-                parse_rows(&json).map_err(|e| corrupt_json("stat_cache", e))?;
+                parse_rows(json).map_err(|e| corrupt_json("stat_cache", e))?;
             for row in rows {
                 let entry = rows::stat_entry_of(row)?;
                 found.insert(entry.path.clone(), entry);
             }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(found)
     }
 
