@@ -234,3 +234,39 @@ stages:
     let n = p.run(&["cat", "long"]).expect_code(0).stdout;
     assert_eq!(n.trim(), (200 * 1024).to_string());
 }
+
+#[test]
+fn plain_lines_run_without_a_shell_and_a_missing_program_fails_as_in_sh() {
+    // `cp a b` is started directly (no `sh` in between, see engine/src/shell.rs); its
+    // result must be what the shell would have produced, and a program that does not
+    // exist must fail with the shell's "not found", not an internal error.
+    let p = Project::new();
+    let yaml = r#"
+version: 1
+stages:
+  make:
+    uses: command
+    run: "echo made > ${outs.file}"
+    outs: { file: file.txt }
+  copy:
+    uses: command
+    run: cp ${inputs.file} ${outs.file}
+    inputs: { file: make }
+    outs: { file: copy.txt }
+  missing:
+    uses: command
+    run: no-such-program-histodiff ${inputs.file} ${outs.file}
+    inputs: { file: make }
+    outs: { file: never.txt }
+"#;
+    let pipeline = p.pipeline(yaml);
+    let out = p.run(&["run", pipeline.to_str().unwrap()]).expect_code(1);
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("127"),
+        "exit status shown: {}",
+        out.stderr
+    );
+    let copied = p.run(&["cat", "copy"]).expect_code(0).stdout;
+    assert_eq!(copied, "made\n");
+}

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod protocol;
 pub mod registry;
 pub mod scheduler;
+pub mod shell;
 pub mod small_map;
 pub mod spec;
 pub mod stage;
