@@ -56,6 +56,13 @@ fn join(
     axes: &BTreeSet<String>,
     members: &[(Option<usize>, &Coords)],
 ) -> Result<Vec<Combo>, TooMany> {
+    // A stage without a matrix of its own joins one empty member: nothing changes (and a
+    // 10,000-member fan-out is not copied once more for it).
+    if let [(None, only)] = members {
+        if only.is_empty() {
+            return Ok(combos);
+        }
+    }
     let shared: Vec<String> = axes.intersection(bound).cloned().collect();
     let mut index: HashMap<String, Vec<usize>> = HashMap::new();
     for (m, (_, coords)) in members.iter().enumerate() {
@@ -69,16 +76,24 @@ fn join(
         if out.len() + matches.len() > MAX_INSTANCES {
             return Err(TooMany);
         }
-        for &m in matches {
-            let (pick, coords) = members[m];
-            let mut next = combo.clone();
-            next.coords
-                .extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
-            next.picks.extend(pick);
-            out.push(next);
+        let Some((&last, others)) = matches.split_last() else {
+            continue;
+        };
+        for &m in others {
+            out.push(extended(combo.clone(), members[m]));
         }
+        out.push(extended(combo, members[last]));
     }
     Ok(out)
+}
+
+/// `combo` joined with one member: its coordinates added, its instance picked.
+fn extended(mut combo: Combo, (pick, coords): (Option<usize>, &Coords)) -> Combo {
+    combo
+        .coords
+        .extend(coords.iter().map(|(k, v)| (k.clone(), v.clone())));
+    combo.picks.extend(pick);
+    combo
 }
 
 /// `stage[*]` lookups for one gathered stage, indexed by the axes it shares with the
