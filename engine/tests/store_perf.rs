@@ -1,6 +1,7 @@
 //! The store's share of a no-op re-run of a 10,000-instance sweep: one batched cache
-//! lookup and one batched record of the hits. Its own test binary, so the CPU time it
-//! measures (getrusage of this process) is its own even on a loaded machine.
+//! lookup and one batched record of the hits, checked for what they return. The time
+//! they take is printed for a reader (getrusage of this test binary), never asserted:
+//! benches/engine_vs_peers.py measures speed.
 
 use histodiff_engine::hash::StageKey;
 use histodiff_engine::protocol::OutputArtifact;
@@ -88,12 +89,18 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
         .execute(&mut *tx)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO cache (stage_key, execution_id, created) VALUES ($1, $2, 0)")
-            .bind(&k.0)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        // Every key but the last gets its outputs on the cache row, as the store writes
+        // it (migration 0004); the last is a row a foreign writer left without them.
+        let outputs = (i + 1 < n).then(|| format!(r#"[["out","{}","file",13]]"#, out.hash.0));
+        sqlx::query(
+            "INSERT INTO cache (stage_key, execution_id, created, outputs) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(&k.0)
+        .bind(id)
+        .bind(outputs)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -102,7 +109,7 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
     let (started, cpu_started) = (Instant::now(), cpu_time());
     let hits = store.cached_many(&keys).await.unwrap();
     let looked_up = started.elapsed();
-    let records: Vec<(NewExecution, ExecutionId)> = (0..n)
+    let records: Vec<(NewExecution, ExecutionId)> = (0..n - 1)
         .map(|i| {
             (
                 new_exec(second, &format!("m[i={i}]"), keys[i].clone()),
@@ -115,10 +122,7 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
     eprintln!(
         "cached_many({n}): {looked_up:?}; with record_cache_hits: {total:?} wall, {cpu:?} CPU"
     );
-    assert_eq!(hits.len(), n);
+    assert_eq!(hits.len(), n - 1, "the row without outputs is not a hit");
+    assert!(!hits.contains_key(&keys[n - 1]));
     assert_eq!(hits[&keys[7]].outputs["out"], out);
-    assert!(
-        cpu.as_secs_f64() < 0.5,
-        "no-op bookkeeping used {cpu:?} of CPU (limit 0.5 s)"
-    );
 }

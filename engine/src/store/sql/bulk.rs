@@ -48,6 +48,15 @@ impl Dialect {
         }
     }
 
+    /// A TEXT column holding JSON, as a JSON value inside [`Dialect::json_rows`] (not as
+    /// a string to parse twice).
+    pub(crate) fn json_value(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json({column})"),
+            Dialect::Postgres => format!("CAST({column} AS json)"),
+        }
+    }
+
     /// An aggregate that folds the selected rows into one JSON text, each row an array
     /// of `columns` (comma-separated expressions); `[]` when there are none.
     pub(crate) fn json_rows(self, columns: &str) -> String {

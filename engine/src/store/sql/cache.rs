@@ -22,14 +22,12 @@ impl SqlStore {
         &self,
         keys: &[StageKey],
     ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
+        let d = self.dialect;
+        let columns = format!("c.stage_key, c.execution_id, {}", d.json_value("c.outputs"));
         let sql = format!(
-            "SELECT {} AS found FROM cache c \
-             LEFT JOIN execution_outputs o ON o.execution_id = c.execution_id \
-             LEFT JOIN artifacts a ON a.hash = o.artifact \
-             WHERE c.stage_key IN (SELECT value FROM {})",
-            self.dialect
-                .json_rows("c.stage_key, c.execution_id, o.name, a.hash, a.kind, a.size"),
-            self.dialect.json_strings(1)
+            "SELECT {} AS found FROM cache c WHERE c.stage_key IN (SELECT value FROM {})",
+            d.json_rows(&columns),
+            d.json_strings(1)
         );
         let mut hits: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(keys.len());
         let keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
@@ -48,34 +46,25 @@ impl SqlStore {
         found: &str,
         hits: &mut HashMap<StageKey, CachedExecution>,
     ) -> StoreResult<()> {
-        type Found = (
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        );
-        let rows: Vec<Found> = parse_rows(found).map_err(|e| corrupt_json("cache", e))?;
-        let mut chunk: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(rows.len());
-        for (key, id, name, hash, kind, size) in rows {
-            let hit = chunk
-                .entry(StageKey(key))
-                .or_insert_with(|| CachedExecution {
-                    execution_id: ExecutionId(id),
-                    outputs: Default::default(),
-                });
-            // An execution without outputs yields one row of NULLs.
-            if let (Some(name), Some(hash), Some(kind), Some(size)) = (name, hash, kind, size) {
+        type Output = (String, String, String, i64);
+        let rows: Vec<(String, i64, Option<Vec<Output>>)> =
+            parse_rows(found).map_err(|e| corrupt_json("cache", e))?;
+        hits.reserve(rows.len());
+        for (key, id, outputs) in rows {
+            // A row without its outputs column (see docs/schema.md) is not a hit.
+            let Some(outputs) = outputs else { continue };
+            let mut hit = CachedExecution {
+                execution_id: ExecutionId(id),
+                outputs: Default::default(),
+            };
+            for (name, hash, kind, size) in outputs {
                 hit.outputs
                     .insert(name, rows::output_of(hash, &kind, size)?);
             }
+            if hit.outputs.values().all(|o| self.objects.contains(&o.hash)) {
+                hits.insert(StageKey(key), hit);
+            }
         }
-        hits.extend(
-            chunk
-                .into_iter()
-                .filter(|(_, hit)| hit.outputs.values().all(|o| self.objects.contains(&o.hash))),
-        );
         Ok(())
     }
 

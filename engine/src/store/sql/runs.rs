@@ -281,14 +281,27 @@ async fn record_success(
         .await
         .map_err(db_err(place))?;
     }
+    // The outputs again on the cache row, so a lookup reads one row (migration 0004).
+    let cached_outputs: Vec<(&str, &str, &str, i64)> = outputs
+        .iter()
+        .map(|(name, out)| {
+            (
+                name.as_str(),
+                out.hash.0.as_str(),
+                kind_str(out.kind),
+                out.size as i64,
+            )
+        })
+        .collect();
     sqlx::query(
-        "INSERT INTO cache (stage_key, execution_id, created) VALUES ($1, $2, $3) \
+        "INSERT INTO cache (stage_key, execution_id, created, outputs) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (stage_key) DO UPDATE SET execution_id = excluded.execution_id, \
-         created = excluded.created",
+         created = excluded.created, outputs = excluded.outputs",
     )
     .bind(&key.0)
     .bind(id.0)
     .bind(now)
+    .bind(serde_json::to_string(&cached_outputs).expect("outputs serialise"))
     .execute(&mut **tx)
     .await
     .map_err(db_err(place))?;
