@@ -10,7 +10,9 @@ edits seeds/seed_0.txt and must re-run exactly sample_0, select_0, evaluate_0, r
 For each N and tool, in a fresh directory:
   plan      histodiff plan / snakemake -n / dvc status   (wall time and peak RSS)
   full run  histodiff run / snakemake --cores J / dvc repro
-  no-op     the same run again, nothing to do
+  no-op     the same run again, nothing to do (median of NOOP_RUNS consecutive runs: it
+            is idempotent, and one sample of a sub-second command on a shared machine
+            can be twice its usual time)
   one leaf  seeds/seed_0.txt changed, run again
 Peak RSS is the child's own (os.wait4), children of the child included once waited.
 A full run is skipped when the tool's measured time at a smaller N, scaled linearly,
@@ -43,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Engine vs Snakemake and DVC"
 STEPS = ("plan", "run", "noop", "leaf")
+NOOP_RUNS = 3
 
 
 @dataclass
@@ -94,6 +97,19 @@ def timed(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> Mea
 
 
 # ---------------------------------------------------------------- workflow writers
+
+
+def median_of(runs: int, cmd: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> Measure:
+    """`runs` consecutive runs of an idempotent command: the median time, the peak RSS."""
+    measures = []
+    for _ in range(runs):
+        m = timed(cmd, cwd, timeout, env)
+        if m.seconds is None:
+            return m
+        measures.append(m)
+    seconds = sorted(m.seconds for m in measures)[len(measures) // 2]
+    rss = max((m.rss_mb for m in measures if m.rss_mb is not None), default=None)
+    return Measure(seconds=seconds, rss_mb=rss)
 
 
 def write_seeds(d: Path, n: int) -> None:
@@ -332,7 +348,7 @@ def bench(tool: Tool, n: int, jobs: int, work: Path, args, env, previous: dict) 
                 return row
             tool.synthesize(d, n)
             row.steps["run"] = Measure(note=note + "; its outputs written by the script")
-            row.steps["noop"] = timed(tool.run, d, args.run_limit, env)
+            row.steps["noop"] = median_of(NOOP_RUNS, tool.run, d, args.run_limit, env)
             row.steps["noop"].note = "(lower bound: no metadata)"
             leaf_change(row, tool, d, n, args, env)
             return row
@@ -340,7 +356,7 @@ def bench(tool: Tool, n: int, jobs: int, work: Path, args, env, previous: dict) 
     if row.steps["run"].seconds is None:
         row.steps["noop"] = row.steps["leaf"] = Measure(note="not run (full run timed out)")
         return row
-    row.steps["noop"] = timed(tool.run, d, args.run_limit, env)
+    row.steps["noop"] = median_of(NOOP_RUNS, tool.run, d, args.run_limit, env)
     leaf_change(row, tool, d, n, args, env)
     return row
 
@@ -370,7 +386,8 @@ def check_outputs(tool: Tool, d: Path, n: int, env: dict[str, str]) -> None:
 def table(rows: list[Row], machine: str) -> str:
     out = [SECTION, "",
            f"Machine: {machine}. Sweep: prepare → pretrain → finetune → N × (sample → select → evaluate) → report,",
-           "trivial shell jobs (3N + 4 jobs). Times in seconds (wall), plan peak RSS in parentheses.",
+           "trivial shell jobs (3N + 4 jobs). Times in seconds (wall), plan peak RSS in parentheses;",
+           f"no-op: median of {NOOP_RUNS} consecutive runs, every other cell one run.",
            "histodiff and Snakemake run with the same number of concurrent jobs; `dvc repro` runs stages one",
            "at a time (it has no parallel mode). Produced by `python benches/engine_vs_peers.py`.", "",
            "| N | tool | jobs | plan (s, peak RSS) | full run (s) | no-op run (s) | one-leaf change (s) |",

@@ -270,3 +270,33 @@ stages:
     let copied = p.run(&["cat", "copy"]).expect_code(0).stdout;
     assert_eq!(copied, "made\n");
 }
+
+#[test]
+fn data_written_just_before_a_long_run_is_in_the_stat_cache_after_it() {
+    // A file modified within the stat cache's racy window is hashed but not cached; a run
+    // that outlasts the window hashes it again at its end, so the next run (or plan) does
+    // not read it once more.
+    let p = Project::new();
+    std::fs::write(p.path().join("dep.txt"), "fresh\n").unwrap();
+    let yaml = r#"
+version: 1
+stages:
+  slow:
+    uses: command
+    run: "sleep 2.5 && cat dep.txt > ${outs.o}"
+    deps: [dep.txt]
+    outs: { o: o.txt }
+"#;
+    let pipeline = p.pipeline(yaml);
+    p.run(&["run", pipeline.to_str().unwrap()]).expect_code(0);
+    let dep = std::fs::canonicalize(p.path().join("dep.txt")).unwrap();
+    let dep = dep.to_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cached = runtime.block_on(async {
+        let store = histodiff_engine::store::open(".histodiff", None, p.path())
+            .await
+            .unwrap();
+        store.stat_get_many(std::slice::from_ref(&dep)).await.unwrap()
+    });
+    assert!(cached.contains_key(&dep), "no stat-cache entry for {dep}");
+}

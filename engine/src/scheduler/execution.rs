@@ -62,21 +62,46 @@ pub struct ExecutionEnd {
     pub executed: bool,
 }
 
-/// Hashes every external path of the plan (each once) through the store's stat cache.
+/// Hashes every external path of the plan (each once) through the store's stat cache;
+/// also says how many files were too recently modified to be cached.
 pub async fn hash_externals(
     store: &Arc<dyn Store>,
     plan: &Plan,
-) -> Result<ExternalHashes, (PathBuf, String)> {
+) -> Result<(ExternalHashes, usize), (PathBuf, String)> {
     let paths = external_paths(plan);
     let hashed = store::stat_cache::hash_externals(store.as_ref(), &paths)
         .await
         .map_err(|(path, e)| (path, e.to_string()))?;
     let mut hashes = ExternalHashes::new();
+    let mut racy = 0;
     for (path, external) in paths.into_iter().zip(hashed) {
+        racy += external.files_racy;
         hashes.insert(path, external.hash);
     }
-    tracing::debug!("hashed {} external files", hashes.len());
-    Ok(hashes)
+    tracing::debug!(
+        "hashed {} external files ({racy} too recent to cache)",
+        hashes.len()
+    );
+    Ok((hashes, racy))
+}
+
+/// Hashes the plan's external data again once the files that were too recently modified
+/// to cache at the start of a run are old enough: data written just before a run would
+/// otherwise be read again by the next run (or `plan`) too. Only when the run outlasted
+/// the window, and only those files are read; a failure is only a warning.
+pub async fn cache_racy_externals(
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+    racy: usize,
+    since: std::time::Instant,
+) {
+    if racy == 0 || since.elapsed() <= store::stat_cache::RACY_WINDOW {
+        return;
+    }
+    let paths = external_paths(plan);
+    if let Err((path, e)) = store::stat_cache::hash_externals(store.as_ref(), &paths).await {
+        tracing::warn!("cannot cache the hash of {}: {e}", path.display());
+    }
 }
 
 /// Runs one launch to its end; never panics on worker or store trouble.

@@ -101,7 +101,10 @@ impl Scheduler {
         };
         let run_id = self.store.begin_run(&new_run).await?;
         tracing::debug!("run {} begun", run_id.0);
+        let hashed_at = std::time::Instant::now();
         let externals = execution::hash_externals(&self.store, &self.plan).await;
+        let racy = externals.as_ref().map_or(0, |(_, racy)| *racy);
+        let externals = externals.map(|(hashes, _)| hashes);
         let ctx = Arc::new(RunContext {
             plan: self.plan.clone(),
             store: self.store.clone(),
@@ -127,6 +130,7 @@ impl Scheduler {
         tracing::debug!("scheduling done");
         let result = result.and(lp.recorded().await);
         tracing::debug!("cache hits recorded");
+        execution::cache_racy_externals(&self.store, &self.plan, racy, hashed_at).await;
         heartbeat.abort();
         let status = match (
             &result,

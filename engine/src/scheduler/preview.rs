@@ -40,7 +40,7 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
     let n = plan.instances.len();
     let mut verdicts: Vec<Option<Verdict>> = vec![None; n];
     let externals = match hash_externals(store, plan).await {
-        Ok(x) => x,
+        Ok((x, _)) => x,
         Err((path, e)) => {
             let reason = Reason::External(format!("cannot hash {}: {e}", path.display()));
             return Ok(vec![Verdict::Run(reason); n]);

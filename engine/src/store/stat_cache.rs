@@ -32,6 +32,8 @@ pub struct ExternalHash {
     pub kind: ArtifactKind,
     pub size: u64,
     pub files_read: usize,
+    /// Files read but too recently modified to enter the stat cache (see the module doc).
+    pub files_racy: usize,
 }
 
 /// Hashes a file or directory, reading only files the stat cache does not vouch for.
@@ -243,7 +245,7 @@ fn hash_missing(
 ) -> Result<Hashed, HashError> {
     let mut hashes: Vec<ArtifactHash> = Vec::with_capacity(scan.files.len());
     let mut fresh = Vec::new();
-    let mut files_read = 0;
+    let (mut files_read, mut files_racy) = (0, 0);
     for f in &scan.files {
         let cached = known
             .get(&f.path)
@@ -253,7 +255,9 @@ fn hash_missing(
             None => {
                 files_read += 1;
                 let hash = hasher(Path::new(&f.path))?;
-                if f.mtime_ns < racy_after {
+                if f.mtime_ns >= racy_after {
+                    files_racy += 1;
+                } else {
                     fresh.push(StatEntry {
                         path: f.path.clone(),
                         size: f.size,
@@ -275,6 +279,7 @@ fn hash_missing(
                 kind: scan.kind,
                 size: f.size,
                 files_read,
+                files_racy,
             }
         }
         Some(manifest) => {
@@ -284,6 +289,7 @@ fn hash_missing(
                 kind: scan.kind,
                 size: manifest.size(),
                 files_read,
+                files_racy,
             }
         }
     };
