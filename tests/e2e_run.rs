@@ -296,7 +296,10 @@ stages:
         let store = histodiff_engine::store::open(".histodiff", None, p.path())
             .await
             .unwrap();
-        store.stat_get_many(std::slice::from_ref(&dep)).await.unwrap()
+        store
+            .stat_get_many(std::slice::from_ref(&dep))
+            .await
+            .unwrap()
     });
     assert!(cached.contains_key(&dep), "no stat-cache entry for {dep}");
 }

@@ -257,11 +257,13 @@ fn run_shell(
             .envs(stage.env.iter().map(|(k, v)| (k, v)))
             .spawn()
     };
-    // A program that cannot be started directly goes through `sh`, whose message and
+    // A plain line's program that cannot be started goes through `sh`, whose message and
     // exit code say why as users know them.
-    let mut child = start(true)
-        .or_else(|_| start(false))
-        .map_err(|e| StageError::msg(format!("cannot start `sh`: {e}")))?;
+    let mut child = match start(true) {
+        Err(_) if shell::plain_words(line).is_some() => start(false),
+        started => started,
+    }
+    .map_err(|e| StageError::msg(format!("cannot start `sh`: {e}")))?;
     ctx.log(format!("$ {line}"));
     let exit = ChildExit::watch(&child);
     let status = loop {

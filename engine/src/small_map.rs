@@ -16,7 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 /// A sorted-vector map; see the module documentation.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmallMap<K, V> {
     entries: Vec<(K, V)>,
 }
@@ -54,10 +54,6 @@ impl<K, V> SmallMap<K, V> {
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + Clone {
         self.entries.iter().map(|(_, v)| v)
     }
-
-    pub fn first_key_value(&self) -> Option<(&K, &V)> {
-        self.entries.first().map(|(k, v)| (k, v))
-    }
 }
 
 impl<K: Ord, V> SmallMap<K, V> {
@@ -77,22 +73,6 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.find(key).ok().map(|i| &self.entries[i].1)
     }
 
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        self.find(key).ok().map(|i| &mut self.entries[i].1)
-    }
-
-    pub fn contains_key<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        self.find(key).is_ok()
-    }
-
     /// Inserts or replaces; returns the value replaced.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         // Entries mostly arrive in order: appending is the common case.
@@ -108,7 +88,6 @@ impl<K: Ord, V> SmallMap<K, V> {
             }
         }
     }
-
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -246,7 +225,6 @@ mod tests {
         let empty: SmallMap<String, u32> = SmallMap::new();
         assert_eq!(serde_json::to_string(&empty).unwrap(), "{}");
     }
-
     #[test]
     fn remove_takes_the_entry_out() {
         let mut m: SmallMap<String, u32> = [("b".to_string(), 2), ("a".to_string(), 1)]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Output name → artifact hash of one instance.
-pub type Outputs = crate::plan::SmallMap<String, ArtifactHash>;
+pub type Outputs = SmallMap<String, ArtifactHash>;
 
 /// Content hashes of external data (path parameters, command deps), by absolute path.
 pub type ExternalHashes = HashMap<PathBuf, ArtifactHash>;
