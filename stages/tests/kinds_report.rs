@@ -7,18 +7,42 @@ use common::{run_stage, temp_dir};
 use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::protocol::InputArtifact;
 use histodiff_stages::artifact::ImageSetWriter;
+use histodiff_stages::kinds::evaluate::evaluate;
 use histodiff_stages::kinds::report_table::ReportTable;
-use histodiff_stages::report::results::{write, Evaluation, FidResult};
+use histodiff_stages::report::results::{write, Evaluation, FidResult, Predictions};
 use serde_json::json;
+
+/// The evaluation `histodiffusion/evaluate` writes for predictions whose confusion matrix
+/// is `rows` (rows = truth).
+fn evaluation_of(classes: &[&str], rows: Vec<Vec<u64>>) -> Evaluation {
+    let (mut truth, mut predicted) = (Vec::new(), Vec::new());
+    for (t, row) in rows.iter().enumerate() {
+        for (p, &n) in row.iter().enumerate() {
+            truth.extend(std::iter::repeat_n(t as i64, n as usize));
+            predicted.extend(std::iter::repeat_n(p as i64, n as usize));
+        }
+    }
+    let predictions = Predictions {
+        format: "histodiff/predictions".into(),
+        classes: classes.iter().map(|c| c.to_string()).collect(),
+        truth,
+        predicted,
+        sources: Vec::new(),
+        train_real: None,
+        train_synthetic: None,
+    };
+    evaluate(&predictions).unwrap()
+}
 
 #[test]
 fn metrics_from_a_confusion_matrix() {
     // 2 classes: truth 0 → 8 right, 2 wrong; truth 1 → 5 right, 0 wrong.
-    let e = Evaluation::from_confusion(vec!["A".into(), "B".into()], vec![vec![8, 2], vec![0, 5]]);
+    let e = evaluation_of(&["A", "B"], vec![vec![8, 2], vec![0, 5]]);
+    assert_eq!(e.confusion, vec![vec![8, 2], vec![0, 5]]);
     assert!((e.accuracy - 13.0 / 15.0).abs() < 1e-12);
     // Weighted sensitivity equals accuracy (SPEC §8.3).
-    assert!((e.weighted.sensitivity - e.accuracy).abs() < 1e-12);
-    assert!((e.macro_avg.sensitivity - (0.8 + 1.0) / 2.0).abs() < 1e-12);
+    assert!((e.weighted.recall - e.accuracy).abs() < 1e-12);
+    assert!((e.macro_avg.recall - (0.8 + 1.0) / 2.0).abs() < 1e-12);
     // Specificity of A = TN/(TN+FP) = 5/5; of B = 8/10.
     assert!((e.macro_avg.specificity - 0.9).abs() < 1e-12);
     let f1_b = 2.0 * (5.0 / 7.0) * 1.0 / (5.0 / 7.0 + 1.0);
@@ -33,10 +57,7 @@ fn report_rows_join_fid_and_paper_numbers() {
         let path = dir.join(format!("{name}.json"));
         write(
             &path,
-            &Evaluation::from_confusion(
-                vec!["A".into(), "B".into()],
-                vec![vec![right, 10 - right], vec![1, 9]],
-            ),
+            &evaluation_of(&["A", "B"], vec![vec![right, 10 - right], vec![1, 9]]),
         )
         .unwrap();
         path
@@ -230,7 +251,7 @@ fn evaluate_turns_predictions_into_global_metrics() {
     );
     let err = ran.result.unwrap_err().to_string();
     assert!(
-        err.contains("predictions.json") && err.contains("test image 5"),
+        err.contains("predictions.json") && err.contains("label 7 at position 5"),
         "{err}"
     );
 }
@@ -248,11 +269,7 @@ fn loss_curves_are_plotted_with_a_legend() {
         std::fs::write(d.join("history.csv"), format!("step,loss\n{lines}")).unwrap();
     }
     let eval = dir.join("e.json");
-    write(
-        &eval,
-        &Evaluation::from_confusion(vec!["A".into()], vec![vec![3]]),
-    )
-    .unwrap();
+    write(&eval, &evaluation_of(&["A"], vec![vec![3]])).unwrap();
     let art = |p: &std::path::Path, producer: &str| InputArtifact {
         hash: ArtifactHash("cd".repeat(32)),
         path: p.to_path_buf(),

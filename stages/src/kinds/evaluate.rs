@@ -4,7 +4,10 @@
 //! `evaluation.json`, which `report/table` gathers.
 
 use super::schema::{invalid, slot};
-use crate::report::results::{read, write, Evaluation, Predictions, PREDICTIONS_FORMAT};
+use crate::metrics::classification::{ConfusionMatrix, MetricsError};
+use crate::report::results::{
+    read, write, Evaluation, Predictions, EVALUATION_FORMAT, PREDICTIONS_FORMAT,
+};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 
@@ -37,16 +40,12 @@ impl Stage for Evaluate {
             input.path.clone()
         };
         let predictions: Predictions = read(&path, PREDICTIONS_FORMAT).map_err(invalid)?;
-        let confusion = predictions
-            .confusion()
+        let evaluation = evaluate(&predictions)
             .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
-        let mut evaluation = Evaluation::from_confusion(predictions.classes.clone(), confusion);
-        evaluation.train_real = predictions.train_real;
-        evaluation.train_synthetic = predictions.train_synthetic;
         for (name, value) in [
             ("accuracy", evaluation.accuracy),
             ("f1_weighted", evaluation.weighted.f1),
-            ("sensitivity_weighted", evaluation.weighted.sensitivity),
+            ("sensitivity_weighted", evaluation.weighted.recall),
             ("specificity_weighted", evaluation.weighted.specificity),
             ("f1_macro", evaluation.macro_avg.f1),
         ] {
@@ -59,4 +58,26 @@ impl Stage for Evaluate {
         write(&ctx.output_path("evaluation"), &evaluation).map_err(invalid)?;
         Ok(())
     }
+}
+
+/// The evaluation of `predictions`: every number from the scikit-learn-tested
+/// [`ConfusionMatrix`] (tests/parity_metrics.rs).
+pub fn evaluate(predictions: &Predictions) -> Result<Evaluation, MetricsError> {
+    let matrix = ConfusionMatrix::from_labels(
+        &predictions.truth,
+        &predictions.predicted,
+        predictions.classes.len(),
+    )?;
+    let report = matrix.report();
+    Ok(Evaluation {
+        format: EVALUATION_FORMAT.into(),
+        classes: predictions.classes.clone(),
+        confusion: matrix.rows(),
+        n_test: matrix.total(),
+        accuracy: report.accuracy,
+        weighted: report.weighted_avg,
+        macro_avg: report.macro_avg,
+        train_real: predictions.train_real,
+        train_synthetic: predictions.train_synthetic,
+    })
 }

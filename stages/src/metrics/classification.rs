@@ -41,6 +41,8 @@ pub struct ClassMetrics {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Averages {
     pub precision: f64,
+    /// Sensitivity (written as `sensitivity`, the paper's word, in evaluation files).
+    #[serde(rename = "sensitivity", alias = "recall")]
     pub recall: f64,
     pub specificity: f64,
     pub f1: f64,

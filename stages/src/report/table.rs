@@ -74,7 +74,7 @@ fn cells(row: &Row) -> Vec<String> {
         fid_text(&row.fid),
         num(Some(row.evaluation.accuracy)),
         num(Some(w.f1)),
-        num(Some(w.sensitivity)),
+        num(Some(w.recall)),
         num(Some(w.specificity)),
         num(paper.and_then(|p| p.fid)),
         num(paper.map(|p| p.accuracy)),
@@ -116,7 +116,7 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
             "| {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
             row.label(),
             m.f1,
-            m.sensitivity,
+            m.recall,
             m.specificity,
             m.precision
         );
