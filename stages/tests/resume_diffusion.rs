@@ -9,6 +9,7 @@ use histodiff_stages::kinds::sample::Sample;
 use histodiff_stages::kinds::train_autoencoder::TrainAutoencoder;
 use histodiff_stages::kinds::train_diffusion::TrainDiffusion;
 use histodiff_stages::kinds::train_latent_classifier::TrainLatentClassifier;
+use histodiff_stages::train::checkpoint;
 use resume_harness::{demo_image_set, run_kind, serial};
 use serde_json::json;
 
@@ -194,9 +195,36 @@ fn trains_unet_with_ema_and_scale_factor_and_resumes_identically() {
         None,
     );
     resumed.result.as_ref().expect("resumed sampling finishes");
-    for file in ["manifest.json", "images-00000.safetensors"] {
+    let files = |dir: std::path::PathBuf| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let written = files(pool.out("images"));
+    assert_eq!(
+        written,
+        [
+            "images-00000.safetensors",
+            "images-00001.safetensors",
+            "images-00002.safetensors",
+            "manifest.json"
+        ],
+        "one shard per sampling batch"
+    );
+    assert_eq!(files(resumed.out("images")), written);
+    for file in &written {
         let a = std::fs::read(pool.out("images").join(file)).unwrap();
         let b = std::fs::read(resumed.out("images").join(file)).unwrap();
         assert!(a == b, "resumed sampling differs in {file}");
+    }
+    // A sampling checkpoint is the count of finished batches, not the images so far.
+    let ckpts = tmp.path().join("pool-resumed/checkpoints");
+    for (step, path) in checkpoint::list(&ckpts).unwrap() {
+        let saved = checkpoint::load(&path).unwrap();
+        assert!(saved.tensors.is_empty(), "checkpoint {step} holds tensors");
+        assert_eq!(saved.meta.step, step);
     }
 }

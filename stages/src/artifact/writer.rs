@@ -6,6 +6,7 @@ use super::{
     MANIFEST_FILE,
 };
 use safetensors::tensor::{Dtype, TensorView};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn shard_name(index: usize) -> String {
@@ -120,35 +121,38 @@ impl ImageSetWriter {
             return Ok(());
         }
         let name = shard_name(self.shards.len());
-        let path = self.dir.join(&name);
-        let s = self.image_size;
-        let label_bytes: Option<Vec<u8>> = self
-            .pending
-            .labels
-            .as_ref()
-            .map(|l| l.iter().flat_map(|v| v.to_le_bytes()).collect());
-        let shard_err = |reason: String| ArtifactError::Shard {
-            file: path.display().to_string(),
-            reason,
-        };
-        let mut views = vec![(
-            "images",
-            TensorView::new(Dtype::U8, vec![count, 3, s, s], &self.pending.images)
-                .map_err(|e| shard_err(e.to_string()))?,
-        )];
-        if let Some(bytes) = &label_bytes {
-            views.push((
-                "labels",
-                TensorView::new(Dtype::I64, vec![count], bytes)
-                    .map_err(|e| shard_err(e.to_string()))?,
-            ));
-        }
-        safetensors::serialize_to_file(views, None, &path).map_err(|e| shard_err(e.to_string()))?;
+        write_shard(&self.dir.join(&name), &self.pending)?;
         self.shards.push(ShardEntry { file: name, count });
         self.pending.images.clear();
         if let Some(l) = &mut self.pending.labels {
             l.clear();
         }
+        Ok(())
+    }
+
+    /// Appends a shard written earlier by [`write_shard`], hard-linked into the set (a
+    /// sampler's finished batches become the output without being written twice, and stay
+    /// where they were, so a run killed after this point can do it again), with the items
+    /// of its images. Images pushed before are flushed first.
+    pub fn append_shard(&mut self, shard: &Path, items: Vec<Item>) -> Result<(), ArtifactError> {
+        self.flush()?;
+        let labeled = !self.classes.is_empty();
+        if let Some(bad) = items.iter().find(|i| i.label.is_some() != labeled) {
+            return Err(self.write_error(format!(
+                "shard {}: item {} has label {:?} in a set {} labels",
+                shard.display(),
+                bad.source,
+                bad.label,
+                if labeled { "with" } else { "without" }
+            )));
+        }
+        let name = shard_name(self.shards.len());
+        link_or_copy(shard, &self.dir.join(&name))?;
+        self.shards.push(ShardEntry {
+            file: name,
+            count: items.len(),
+        });
+        self.items.extend(items);
         Ok(())
     }
 
@@ -171,4 +175,51 @@ impl ImageSetWriter {
         std::fs::write(&path, text).map_err(|e| ArtifactError::io(&path, e))?;
         Ok(manifest)
     }
+}
+
+/// Writes `batch` as one shard file at `path`: a temporary file, fsynced, then renamed, so
+/// a reader (or a resumed sampler) sees a whole shard or none.
+pub fn write_shard(path: &Path, batch: &ImageBatch) -> Result<(), ArtifactError> {
+    let count = batch.len();
+    let s = batch.image_size;
+    let shard_err = |reason: String| ArtifactError::Shard {
+        file: path.display().to_string(),
+        reason,
+    };
+    let label_bytes: Option<Vec<u8>> = batch
+        .labels
+        .as_ref()
+        .map(|l| l.iter().flat_map(|v| v.to_le_bytes()).collect());
+    let mut views = vec![(
+        "images",
+        TensorView::new(Dtype::U8, vec![count, 3, s, s], &batch.images)
+            .map_err(|e| shard_err(e.to_string()))?,
+    )];
+    if let Some(bytes) = &label_bytes {
+        views.push((
+            "labels",
+            TensorView::new(Dtype::I64, vec![count], bytes)
+                .map_err(|e| shard_err(e.to_string()))?,
+        ));
+    }
+    let bytes = safetensors::serialize(views, None).map_err(|e| shard_err(e.to_string()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).map_err(|e| ArtifactError::io(&tmp, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ArtifactError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ArtifactError::io(path, e))
+}
+
+/// Hard-links `from` as `to`, copying where the file system cannot link (another device,
+/// or no hard links).
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), ArtifactError> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| ArtifactError::io(from, e))
 }

@@ -1,14 +1,20 @@
 //! `histodiffusion/sample`: classifier-guided DDIM per class (Eq. 7–8, SPEC §4.3–4.4) with
 //! the EMA UNet, the latent classifier ϕ and the fine-tuned decoder D′:
 //! x̃ = D′(z̃0 / s), clamped and mapped to uint8. Noise of batch b comes from a seeded
-//! stream of (seed, b), so the pool does not depend on batching history; a checkpoint
-//! after every finished batch holds the images so far, and an interrupted run resumes.
-//! Output `images`: an image set labeled with the conditioning classes of `images`.
+//! stream of (seed, b), so the pool does not depend on batching history.
+//!
+//! Sampling writes as it goes: each finished batch becomes an image-set shard in the stage
+//! key's checkpoint directory (`batches/`), then a checkpoint records the count of
+//! finished batches (the random state is a function of the seed and that count). An
+//! interrupted run resumes after the last finished batch, and checkpoint I/O is one batch,
+//! not every image made so far. At the end the shards are moved, not copied, into the
+//! output `images`: an image set labeled with the conditioning classes of `images`.
 
 use super::schema::{batch_size_param, float, int, invalid, one_of, param, preset_param, slot};
 use super::train_diffusion::load_autoencoder;
 use super::train_latent_classifier::{build_latent_classifier, read_scale_factor};
-use crate::artifact::{ImageSet, ImageSetWriter, DEFAULT_SHARD_SIZE};
+use crate::artifact::pixels::to_uint8;
+use crate::artifact::{write_shard, ImageBatch, ImageSet, ImageSetWriter, Item};
 use crate::diffusion::{
     ddim_sample, log_prob_gradient, BetaSchedule, ClassifierGuidance, DdimSchedule, GuidanceMode,
     NoiseSchedule, SeededNoise,
@@ -16,14 +22,14 @@ use crate::diffusion::{
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
 use crate::models::unet::{EncoderUNetModel, UNetModel};
-use crate::training::data_order::mix;
-use crate::training::images::{device, to_uint8};
-use crate::training::named::restore_into;
-use crate::training::{train, Schedule, StepReport, Trainable};
+use crate::train::data_order::mix;
+use crate::train::named::restore_into;
+use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
+use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 pub struct Sample;
 
@@ -31,7 +37,7 @@ impl Stage for Sample {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "histodiffusion/sample".into(),
-            version: 1,
+            version: 2,
             params: vec![
                 preset_param("UNet, ϕ and AE size"),
                 param(
@@ -106,7 +112,7 @@ impl Stage for Sample {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
+        let dev = crate::device::parse(ctx.device())?;
         let reference = ImageSet::open(&ctx.input("images")?.path)?;
         let (classes, image_size) = (
             reference.manifest().classes.clone(),
@@ -166,18 +172,21 @@ impl Stage for Sample {
             batch_size,
             total,
             seed,
-            done: Vec::new(),
+            batches: ctx.checkpoint_dir().join("batches"),
+            image_size,
             device: dev,
         };
+        let batches = total.div_ceil(batch_size) as u64;
         let schedule = Schedule {
-            total_steps: total.div_ceil(batch_size) as u64,
+            total_steps: batches,
             every_steps: 1,
             every_minutes: 0.0,
-            metric_every: 1,
+            // No per-batch loss to record: keep the checkpoint's history one line long.
+            metric_every: batches,
             seed,
         };
         train(ctx, &schedule, &mut state)?;
-        write_images(ctx, &classes, image_size, &state)
+        write_images(ctx, &classes, &state, batches)
     }
 }
 
@@ -217,17 +226,35 @@ struct Sampler {
     batch_size: usize,
     total: usize,
     seed: u64,
-    /// uint8 images (b, 3, H, W) of the finished batches.
-    done: Vec<Tensor>,
+    /// Where finished batches are written as shards (inside the key's checkpoint dir).
+    batches: PathBuf,
+    image_size: usize,
     device: Device,
+}
+
+impl Sampler {
+    /// The shard of finished batch `b`.
+    fn shard(&self, b: u64) -> PathBuf {
+        shard_path(&self.batches, b)
+    }
+
+    /// Global image indices of batch `b`.
+    fn range(&self, b: u64) -> std::ops::Range<usize> {
+        let start = b as usize * self.batch_size;
+        start..(start + self.batch_size).min(self.total)
+    }
+}
+
+fn shard_path(dir: &Path, b: u64) -> PathBuf {
+    dir.join(format!("batch-{b:08}.safetensors"))
 }
 
 impl Trainable for Sampler {
     fn step(&mut self, batch: u64) -> Result<StepReport, StageError> {
-        let start = batch as usize * self.batch_size;
-        let end = (start + self.batch_size).min(self.total);
-        let labels: Vec<i64> = (start..end).map(|i| (i / self.per_class) as i64).collect();
-        let labels = Tensor::from_slice(&labels).to_device(self.device);
+        let range = self.range(batch);
+        let (start, end) = (range.start, range.end);
+        let classes: Vec<i64> = range.map(|i| (i / self.per_class) as i64).collect();
+        let labels = Tensor::from_slice(&classes).to_device(self.device);
         let mut noise = SeededNoise::new(mix(self.seed, batch));
         let [c, h, w] = self.latent_shape;
         let z_t = noise
@@ -250,57 +277,61 @@ impl Trainable for Sampler {
             .ae
             .decode(&(z0 / self.scale_factor), false)
             .map_err(invalid)?;
-        self.done.push(to_uint8(&x));
-        Ok(StepReport::default())
+        let pixels = to_uint8(&x).contiguous();
+        let images = ImageBatch {
+            image_size: self.image_size,
+            images: Vec::<u8>::try_from(pixels.flatten(0, -1)).map_err(invalid)?,
+            labels: Some(classes),
+        };
+        std::fs::create_dir_all(&self.batches)
+            .map_err(|e| StageError::Invalid(format!("{}: {e}", self.batches.display())))?;
+        write_shard(&self.shard(batch), &images)?;
+        Ok(StepReport {
+            images: images.len() as u64,
+            ..StepReport::default()
+        })
     }
 
+    /// Nothing but the step: the finished batches are on disk and every random draw of
+    /// batch b comes from (seed, b).
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.done
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (format!("batch.{i:08}"), t.shallow_clone()))
-            .collect()
+        Vec::new()
     }
 
-    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        let mut batches: Vec<(String, Tensor)> = state
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("batch."))
-            .collect();
-        batches.sort_by(|a, b| a.0.cmp(&b.0));
-        self.done = batches
-            .into_iter()
-            .map(|(_, t)| t.to_kind(Kind::Uint8))
-            .collect();
+    fn restore(&mut self, _state: Vec<(String, Tensor)>) -> Result<(), StageError> {
         Ok(())
     }
 }
 
+/// Moves the finished batches' shards into the output image set, in batch order.
 fn write_images(
     ctx: &StageContext,
     classes: &[String],
-    size: usize,
     state: &Sampler,
+    batches: u64,
 ) -> Result<(), StageError> {
     let mut writer = ImageSetWriter::create(
         &ctx.output_path("images"),
         classes.to_vec(),
-        size,
-        DEFAULT_SHARD_SIZE,
+        state.image_size,
+        state.batch_size,
     )?;
-    let all = Tensor::cat(&state.done, 0).contiguous();
-    let bytes = Vec::<u8>::try_from(all.flatten(0, -1)).map_err(invalid)?;
-    for (i, chw) in bytes.chunks_exact(3 * size * size).enumerate() {
-        let class = i / state.per_class;
-        writer.push_chw(
-            chw,
-            Some(class as i64),
-            format!(
-                "synthetic/{}/{:06}.png",
-                classes[class],
-                i % state.per_class
-            ),
-        )?;
+    for b in 0..batches {
+        let items = state
+            .range(b)
+            .map(|i| {
+                let class = i / state.per_class;
+                Item {
+                    source: format!(
+                        "synthetic/{}/{:06}.png",
+                        classes[class],
+                        i % state.per_class
+                    ),
+                    label: Some(class as i64),
+                }
+            })
+            .collect();
+        writer.append_shard(&state.shard(b), items)?;
     }
     writer.finish()?;
     Ok(())
