@@ -43,7 +43,7 @@ fn autoencoder_hash(p: &Project) -> String {
         .to_string()
 }
 
-/// Steps of the checkpoints written so far (`step-<n>.safetensors`).
+/// Steps of the checkpoints written so far (`ckpt-<n>.safetensors`).
 fn checkpoint_steps(store: &Path) -> Vec<u64> {
     let mut steps = Vec::new();
     for key_dir in std::fs::read_dir(store.join("checkpoints"))
@@ -58,7 +58,7 @@ fn checkpoint_steps(store: &Path) -> Vec<u64> {
         {
             let name = f.file_name().to_string_lossy().into_owned();
             if let Some(n) = name
-                .strip_prefix("step-")
+                .strip_prefix("ckpt-")
                 .and_then(|s| s.strip_suffix(".safetensors"))
             {
                 steps.extend(n.parse::<u64>().ok());

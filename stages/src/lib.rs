@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod data;
+pub mod device;
 pub mod diffusion;
 pub mod kinds;
 pub mod losses;
@@ -10,5 +11,4 @@ pub mod models;
 pub mod plugin;
 pub mod report;
 pub mod train;
-pub mod training;
 pub mod weights;

@@ -123,9 +123,17 @@ fn copy_strict(
 /// Saves every variable of `vs` under its PyTorch name, so `safetensors.torch.load_file`
 /// reads it back into the reference module.
 pub fn save(vs: &VarStore, path: &Path) -> Result<(), WeightsError> {
-    let vars = vs.variables();
-    let named: Vec<(String, Tensor)> = vars.into_iter().collect();
-    Tensor::write_safetensors(&named, path).map_err(|source| WeightsError::Write {
+    let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    save_tensors(&named, path)
+}
+
+/// Writes named tensors (moved to the CPU) as a safetensors artifact.
+pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), WeightsError> {
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.detach().to_device(tch::Device::Cpu)))
+        .collect();
+    Tensor::write_safetensors(&cpu, path).map_err(|source| WeightsError::Write {
         file: path.display().to_string(),
         source,
     })

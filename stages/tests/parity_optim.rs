@@ -4,7 +4,6 @@
 
 use histodiff_stages::train::checkpoint::{self, CheckpointMeta, OPTIM_PREFIX};
 use histodiff_stages::train::clip::clip_grad_norm;
-use histodiff_stages::train::determinism::DataOrder;
 use histodiff_stages::train::ema::Ema;
 use histodiff_stages::train::lr::LrSchedule;
 use histodiff_stages::train::optim::{Adam, AdamConfig};
@@ -115,9 +114,6 @@ fn resumed_adamw_equals_uninterrupted_run() {
     compare(&first, &f, "adamw.half.", 1e-6);
     let meta = CheckpointMeta {
         step: (STEPS / 2) as u64,
-        epoch: 0,
-        data_position: 0,
-        data_order: DataOrder::new(0).state(),
         extra: BTreeMap::new(),
     };
     let mut tensors: Vec<(String, Tensor)> = first
@@ -245,9 +241,6 @@ fn latest_checkpoint_is_the_highest_step_and_ignores_temporaries() {
     for step in [5u64, 120, 30] {
         let meta = CheckpointMeta {
             step,
-            epoch: 1,
-            data_position: 7,
-            data_order: DataOrder::new(1).state(),
             extra: BTreeMap::new(),
         };
         checkpoint::save(&dir, &meta, &tensors).unwrap();

@@ -236,7 +236,8 @@ fn invalid_configs_and_inputs_are_rejected() {
 mod resume {
     use super::*;
     use histodiff_stages::train::checkpoint::{self, CheckpointMeta};
-    use histodiff_stages::train::determinism::{seed_torch, seed_torch_for_step, DataOrder};
+    use histodiff_stages::train::data_order::DataOrder;
+    use histodiff_stages::train::determinism::{seed_torch, seed_torch_for_step};
     use histodiff_stages::train::ema::Ema;
 
     const SEED: u64 = 11;
@@ -269,7 +270,7 @@ mod resume {
             model,
             opt,
             ema,
-            order: DataOrder::new(SEED),
+            order: DataOrder::new(16, BATCH, SEED),
             step: 0,
         }
     }
@@ -277,9 +278,8 @@ mod resume {
     fn train(run: &mut Run, data: &(Tensor, Tensor), steps: u64) {
         for _ in 0..steps {
             seed_torch_for_step(SEED, run.step);
-            let order = run.order.permutation(data.0.size()[0] as usize);
-            let idx =
-                Tensor::from_slice(&order[..BATCH].iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let order = run.order.batch(run.step);
+            let idx = Tensor::from_slice(&order.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let loss = run
                 .model
                 .forward_t(&data.0.index_select(0, &idx), true)
@@ -310,9 +310,6 @@ mod resume {
         train(&mut first, &data, 3);
         let meta = CheckpointMeta {
             step: first.step,
-            epoch: 0,
-            data_position: 0,
-            data_order: first.order.state(),
             extra: Default::default(),
         };
         checkpoint::save(
@@ -332,7 +329,6 @@ mod resume {
             Some(&mut resumed.ema),
         )
         .unwrap();
-        resumed.order = DataOrder::from_state(&saved.meta.data_order).unwrap();
         resumed.step = saved.meta.step;
         train(&mut resumed, &data, 3);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -15,11 +15,14 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub mod pixels;
+mod random_access;
 mod reader;
 mod writer;
 
+pub use random_access::{ImageLocation, RandomAccess, RandomAccessError};
 pub use reader::ImageSet;
-pub use writer::ImageSetWriter;
+pub use writer::{write_shard, ImageSetWriter};
 
 /// Tag written into every manifest.
 pub const FORMAT: &str = "histodiff/images";

@@ -5,7 +5,7 @@
 //! input pipeline: uint8 NCHW images → float, resized to the model's size, normalised.
 
 use super::schema::invalid;
-use crate::artifact::ImageBatch;
+use crate::artifact::ImageSet;
 use crate::models::vit::{VisionTransformer, VitConfig};
 use histodiff_engine::stage::StageError;
 use serde::{Deserialize, Serialize};
@@ -56,32 +56,11 @@ impl ClassifierConfig {
     }
 }
 
-/// `cpu`, `cuda`, `cuda:N` → a tch device.
-pub fn device_of(name: &str) -> Result<Device, StageError> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| StageError::Invalid(format!("unknown device `{other}`"))),
-    }
-}
-
-/// Images `idx` of `batch` as a normalised float tensor (B, 3, size, size) on `device`
-/// (bilinear resize when the set's size differs from the model's).
-pub fn model_input(batch: &ImageBatch, idx: &[usize], size: i64, device: Device) -> Tensor {
-    let s = batch.image_size as i64;
-    let bytes: Vec<u8> = idx
-        .iter()
-        .flat_map(|&i| batch.image(i).iter().copied())
-        .collect();
-    let mut x = Tensor::from_slice(&bytes)
-        .view([idx.len() as i64, 3, s, s])
-        .to_device(device)
-        .to_kind(Kind::Float)
-        / 255.0;
+/// uint8 NCHW images (on the CPU) as the model's input: float on `device`, resized
+/// bilinearly when the set's size differs from the model's, normalised.
+pub fn model_input(images: &Tensor, size: i64, device: Device) -> Tensor {
+    let s = images.size()[2];
+    let mut x = images.to_device(device).to_kind(Kind::Float) / 255.0;
     if s != size {
         x = x.upsample_bilinear2d([size, size], false, None, None);
     }
@@ -128,9 +107,24 @@ pub fn save(dir: &Path, config: &ClassifierConfig, vs: &nn::VarStore) -> Result<
         .map_err(|e| StageError::Invalid(format!("{}: {e}", dir.display())))
 }
 
-/// Runs `f` on consecutive index batches of `0..n`.
-pub fn batches(n: usize, batch: usize) -> impl Iterator<Item = Vec<usize>> {
-    (0..n)
-        .step_by(batch.max(1))
-        .map(move |s| (s..(s + batch.max(1)).min(n)).collect())
+/// Consecutive ranges of at most `batch` items covering `0..n`.
+pub fn batches(n: usize, batch: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let batch = batch.max(1);
+    (0..n).step_by(batch).map(move |s| s..(s + batch).min(n))
+}
+
+/// Calls `f` on every chunk of at most `batch` images of `set` (uint8 NCHW, CPU), one
+/// shard in memory at a time, so memory does not grow with the set.
+pub fn for_each_chunk(
+    set: &ImageSet,
+    batch: usize,
+    mut f: impl FnMut(&Tensor) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    for shard in 0..set.manifest().shards.len() {
+        let images = set.read_shard(shard)?.to_tensor();
+        for range in batches(images.size()[0] as usize, batch) {
+            f(&images.narrow(0, range.start as i64, range.len() as i64))?;
+        }
+    }
+    Ok(())
 }

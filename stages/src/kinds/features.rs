@@ -2,20 +2,19 @@
 //! LayerNorm of the classifier trained on the real few-shot set, L2-normalised, for the
 //! candidate pool and for the real images (whose class means are the centroids).
 
-use super::classifier::{batches, device_of, load, model_input};
+use super::classifier::{for_each_chunk, load, model_input};
 use crate::artifact::ImageSet;
 use crate::data::selection::{centroids, l2_normalise};
 use histodiff_engine::stage::{StageContext, StageError};
 
 /// Normalised features of every image of `set`.
 fn features(ctx: &StageContext, set: &ImageSet) -> Result<Vec<Vec<f32>>, StageError> {
-    let device = device_of(ctx.device())?;
+    let device = crate::device::parse(ctx.device())?;
     let classifier = load(&ctx.input("features")?.path, device)?;
     let _guard = tch::no_grad_guard();
-    let data = set.load_all()?;
-    let mut out = Vec::with_capacity(data.len());
-    for idx in batches(data.len(), 64) {
-        let x = model_input(&data, &idx, classifier.config.image_size, device);
+    let mut out = Vec::with_capacity(set.len());
+    for_each_chunk(set, 64, |images| {
+        let x = model_input(images, classifier.config.image_size, device);
         let f = classifier
             .model
             .features_t(&x, false)
@@ -26,7 +25,8 @@ fn features(ctx: &StageContext, set: &ImageSet) -> Result<Vec<Vec<f32>>, StageEr
             l2_normalise(&mut r);
             r
         }));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -4,7 +4,7 @@
 //! Without weights the stage still succeeds and its result says "not computed" and why,
 //! so a sweep runs end to end and the report shows the gap plainly.
 
-use super::classifier::{batches, device_of};
+use super::classifier::for_each_chunk;
 use super::schema::{invalid, optional_path, param, slot};
 use crate::artifact::ImageSet;
 use crate::metrics::fid::{frechet_distance, StatsAccumulator, DEFAULT_EPS};
@@ -44,25 +44,14 @@ impl Stage for Fid {
         let result = match optional_path(ctx, "inception")? {
             None => FidResult::not_computed("no Inception weights given (parameter `inception`)"),
             Some((_, weights)) => {
-                let device = device_of(ctx.device())?;
+                let device = crate::device::parse(ctx.device())?;
                 let (_vs, model) = load_fid_inception(&weights, device).map_err(invalid)?;
                 let stats = |set: &ImageSet| -> Result<_, StageError> {
-                    let data = set.load_all()?;
                     let mut acc = StatsAccumulator::default();
-                    for idx in batches(data.len(), 50) {
-                        let bytes: Vec<u8> = idx
-                            .iter()
-                            .flat_map(|&i| data.image(i).iter().copied())
-                            .collect();
-                        let s = data.image_size as i64;
-                        let x = tch::Tensor::from_slice(&bytes)
-                            .view([idx.len() as i64, 3, s, s])
-                            .to_device(device)
-                            .to_kind(Kind::Float)
-                            / 255.0;
-                        acc.add(&model.pool3(&x).map_err(invalid)?)
-                            .map_err(invalid)?;
-                    }
+                    for_each_chunk(set, 50, |images| {
+                        let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
+                        acc.add(&model.pool3(&x).map_err(invalid)?).map_err(invalid)
+                    })?;
                     acc.finish().map_err(invalid)
                 };
                 let (a, b) = (stats(&synthetic)?, stats(&real)?);

@@ -12,9 +12,9 @@ use super::train_common::{schedule, schedule_params};
 use super::train_image_classifier::{build_image_classifier, classify};
 use crate::losses::AeLossConfig;
 use crate::models::unet::EncoderUNetModel;
-use crate::training::autoencoder::{preset, AeTraining};
-use crate::training::images::{device, Images};
-use crate::training::{train, DataOrder, StepReport, Trainable};
+use crate::train::autoencoder::{preset, AeTraining};
+use crate::train::images::TrainingImages;
+use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use serde_json::Value;
@@ -96,22 +96,21 @@ impl Stage for FinetuneDecoder {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
-        let images = Images::load(&ctx.input("images")?.path)?;
-        images.require_labels("finetune-decoder")?;
-        let order = DataOrder::new(
-            images.len(),
+        let dev = crate::device::parse(ctx.device())?;
+        let images = TrainingImages::open(
+            &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
-        );
-        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        )?;
+        images.require_labels("finetune-decoder")?;
+        let schedule = schedule(ctx, images.steps_per_epoch())?;
         let preset_name = ctx.param_str("preset")?.to_string();
         let mut phi_vs = VarStore::new(dev);
         let phi = build_image_classifier(
             &phi_vs,
             &preset_name,
-            images.classes.len() as i64,
-            images.image_size,
+            images.classes().len() as i64,
+            images.image_size(),
         )?;
         crate::weights::load_strict(&mut phi_vs, &ctx.input("classifier")?.path, |_| false)
             .map_err(|e| StageError::Invalid(e.to_string()))?;
@@ -142,7 +141,6 @@ impl Stage for FinetuneDecoder {
             phi,
             lambda_ce,
             images,
-            order,
             device: dev,
         };
         train(ctx, &schedule, &mut state)?;
@@ -155,19 +153,19 @@ struct FtState {
     training: AeTraining,
     phi: EncoderUNetModel,
     lambda_ce: f64,
-    images: Images,
-    order: DataOrder,
+    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for FtState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
     fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let idx = self.order.batch(step);
-        let x = self.images.batch(&idx, self.device);
-        let y = self
-            .images
-            .batch_labels(&idx, self.device)
-            .expect("labels checked at start");
+        let batch = self.images.next(step)?;
+        let x = batch.unit_range(self.device);
+        let y = batch.labels(self.device)?;
         let mut ce_value = 0.0;
         let (phi, lambda) = (&self.phi, self.lambda_ce);
         let v = self.training.step(&x, step as i64, |xrec| {
@@ -184,7 +182,12 @@ impl Trainable for FtState {
                 ("d_weight", v.d_weight),
                 ("disc_loss", v.disc_loss),
             ],
+            images: batch.len() as u64,
         })
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -7,9 +7,9 @@ use super::schema::{
 };
 use super::train_common::{schedule, schedule_params};
 use crate::losses::AeLossConfig;
-use crate::training::autoencoder::{preset, AeTraining};
-use crate::training::images::{device, Images};
-use crate::training::{train, DataOrder, StepReport, Trainable};
+use crate::train::autoencoder::{preset, AeTraining};
+use crate::train::images::TrainingImages;
+use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use serde_json::Value;
@@ -72,11 +72,13 @@ impl Stage for TrainAutoencoder {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
-        let images = Images::load(&ctx.input("images")?.path)?;
-        let batch_size = ctx.param_i64("batch_size")? as usize;
-        let order = DataOrder::new(images.len(), batch_size, ctx.param_i64("seed")? as u64);
-        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let dev = crate::device::parse(ctx.device())?;
+        let images = TrainingImages::open(
+            &ctx.input("images")?.path,
+            ctx.param_i64("batch_size")? as usize,
+            ctx.param_i64("seed")? as u64,
+        )?;
+        let schedule = schedule(ctx, images.steps_per_epoch())?;
         let loss_config = AeLossConfig {
             disc_start: ctx.param_i64("disc_start")?,
             kl_weight: ctx.param_f64("kl_weight")?,
@@ -98,7 +100,6 @@ impl Stage for TrainAutoencoder {
         let mut state = AeState {
             training,
             images,
-            order,
             device: dev,
         };
         train(ctx, &schedule, &mut state)?;
@@ -110,14 +111,18 @@ impl Stage for TrainAutoencoder {
 
 struct AeState {
     training: AeTraining,
-    images: Images,
-    order: DataOrder,
+    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for AeState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
     fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let x = self.images.batch(&self.order.batch(step), self.device);
+        let batch = self.images.next(step)?;
+        let x = batch.unit_range(self.device);
         let v = self.training.step(&x, step as i64, |_| Ok(None))?;
         Ok(StepReport {
             loss: v.total,
@@ -128,7 +133,12 @@ impl Trainable for AeState {
                 ("d_weight", v.d_weight),
                 ("disc_loss", v.disc_loss),
             ],
+            images: batch.len() as u64,
         })
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

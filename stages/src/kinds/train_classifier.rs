@@ -1,35 +1,35 @@
 //! `histodiffusion/train-classifier`: the downstream ViT (SPEC §8) trained on real plus
-//! selected synthetic images, then run on the test set. Checkpoints (model, AdamW state,
-//! step, epoch, data order) go under the stage key's checkpoint directory every
-//! `checkpoint_every` steps, every `checkpoint_minutes`, and on interrupt; a rerun resumes
-//! from the newest. Dropout/drop-path noise is seeded per step, the data order per epoch,
-//! so on CPU a resumed run ends byte-identical to an uninterrupted one.
+//! selected synthetic images, then run on the test set. It trains through the one driver
+//! (train::driver): checkpoints (model and AdamW state) under the stage key every
+//! `checkpoint_every` steps, every `checkpoint_minutes` and on interrupt, resumed from
+//! the newest valid one; images stream from the sets' shards. Dropout/drop-path noise is
+//! seeded per step, the data order per epoch, so on CPU a resumed run ends
+//! byte-identical to an uninterrupted one. `model/history.csv` holds the loss per step.
 
-use super::classifier::{batches, device_of, model_input, save, ClassifierConfig};
+use super::classifier::{for_each_chunk, model_input, save, ClassifierConfig};
 use super::schema::{float, int, invalid, lr_param, one_of, param, slot, usize_param};
-use crate::artifact::{ImageBatch, ImageSet};
+use crate::artifact::ImageSet;
 use crate::models::vit::{VisionTransformer, VitConfig};
 use crate::report::results::{write, Predictions, PREDICTIONS_FORMAT};
-use crate::train::checkpoint::{self, CheckpointMeta};
-use crate::train::determinism::{seed_torch_for_step, set_threads, DataOrder};
+use crate::train::checkpoint;
+use crate::train::determinism::set_threads;
+use crate::train::images::{Epochs, TrainingImages};
 use crate::train::optim::{Adam, AdamConfig};
-use histodiff_engine::protocol::Event;
+use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use serde_json::Value;
-use std::time::Instant;
-use tch::nn::ModuleT;
+use std::path::PathBuf;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Tensor};
 
 pub struct TrainClassifier;
-
-/// First line of `history.csv` (one `step,loss` line per optimizer step follows).
-const HISTORY_HEADER: &str = "step,loss\n";
 
 impl Stage for TrainClassifier {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "histodiffusion/train-classifier".into(),
-            version: 1,
+            version: 2,
             params: vec![
                 param("preset", one_of(&["tiny", "paper", "official"]), Some("paper".into()),
                     "tiny: ViT 32 px/patch 8/width 64/depth 2; paper: ViT-B/16 (SPEC §8.1); official: ViT-S/16 (SPEC §11.10)"),
@@ -52,7 +52,16 @@ impl Stage for TrainClassifier {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let (train, classes, n_real) = load_train(ctx)?;
+        let preset = ctx.param_str("preset")?.to_string();
+        let (batch, epochs) = sizes(ctx, &preset)?;
+        let seed = ctx.param_i64("seed")? as u64;
+        let train_dirs: Vec<PathBuf> = ctx.inputs("train").iter().map(|a| a.path.clone()).collect();
+        if train_dirs.is_empty() {
+            return Err(StageError::Invalid("input `train` is empty".into()));
+        }
+        let images = TrainingImages::open_many(&train_dirs, batch, seed, Epochs::KeepPartial)?;
+        images.require_labels("train-classifier")?;
+        let classes = images.classes().to_vec();
         let test = ImageSet::open(&ctx.input("test")?.path)?;
         if test.manifest().classes != classes {
             return Err(StageError::Invalid(format!(
@@ -60,230 +69,139 @@ impl Stage for TrainClassifier {
                 test.manifest().classes
             )));
         }
-        let preset = ctx.param_str("preset")?.to_string();
-        let k = classes.len() as i64;
-        let (vit, epochs, batch) = match preset.as_str() {
-            "tiny" => (VitConfig::tiny(k), 10, 32),
-            "official" => (VitConfig::small_16(k), 200, 128),
-            _ => (VitConfig::base_16(k), 200, 128),
-        };
-        let epochs = super::schema::optional(ctx, "epochs")
-            .and_then(Value::as_u64)
-            .unwrap_or(epochs);
-        let batch = super::schema::optional(ctx, "batch_size")
-            .and_then(Value::as_u64)
-            .map_or(batch, |b| b as usize);
+        let vit = vit_config(&preset, classes.len() as i64);
         vit.validate().map_err(invalid)?;
-        let device = device_of(ctx.device())?;
+        let device = crate::device::parse(ctx.device())?;
         set_threads(ctx.job.threads);
-        let seed = ctx.param_i64("seed")? as u64;
         tch::manual_seed(seed as i64);
-        let mut vs = tch::nn::VarStore::new(device);
+        let vs = VarStore::new(device);
         let model = VisionTransformer::new(&vs.root(), vit.clone()).map_err(invalid)?;
-        let mut optim = Adam::new(
+        let optim = Adam::new(
             &vs,
             AdamConfig::adamw(ctx.param_f64("lr")?, ctx.param_f64("weight_decay")?),
         );
-        let loop_state = Loop {
-            epochs,
-            batch,
+        let (n_real, n_total) = (images.set_lens()[0], images.len());
+        let schedule = Schedule {
+            total_steps: epochs * images.steps_per_epoch(),
+            every_steps: usize_param(ctx, "checkpoint_every")? as u64,
+            every_minutes: ctx.param_f64("checkpoint_minutes")?,
+            metric_every: 1,
             seed,
-            n: train.len(),
         };
-        let history = loop_state.train(ctx, &model, &mut vs, &mut optim, &train)?;
+        let mut state = VitState {
+            vs,
+            model,
+            optim,
+            images,
+            device,
+        };
+        let trained = train(ctx, &schedule, &mut state)?;
 
         let config = ClassifierConfig::from_vit(&format!("vit-{preset}"), classes.clone(), &vit);
-        save(&ctx.output_path("model"), &config, &vs)?;
+        save(&ctx.output_path("model"), &config, &state.vs)?;
         let history_path = ctx.output_path("model").join("history.csv");
-        std::fs::write(&history_path, history)
+        std::fs::write(&history_path, trained.history)
             .map_err(|e| StageError::Invalid(format!("{}: {e}", history_path.display())))?;
-        let test_batch = test.load_all()?;
-        let predicted = predict(&model, &test_batch, vit.image_size, batch, device)?;
-        let truth = test_batch.labels.clone().unwrap_or_default();
+        let predicted = predict(&state.model, &test, vit.image_size, batch, device)?;
+        let items = &test.manifest().items;
         let predictions = Predictions {
             format: PREDICTIONS_FORMAT.into(),
             classes,
-            truth,
+            truth: items.iter().map(|i| i.label.unwrap_or(-1)).collect(),
             predicted,
-            sources: test
-                .manifest()
-                .items
-                .iter()
-                .map(|i| i.source.clone())
-                .collect(),
+            sources: items.iter().map(|i| i.source.clone()).collect(),
             train_real: Some(n_real as u64),
-            train_synthetic: Some((train.len() - n_real) as u64),
+            train_synthetic: Some((n_total - n_real) as u64),
         };
         write(&ctx.output_path("predictions"), &predictions).map_err(invalid)?;
         Ok(())
     }
 }
 
-/// Concatenates the training sets (classes must agree); the first is counted as real.
-fn load_train(ctx: &StageContext) -> Result<(ImageBatch, Vec<String>, usize), StageError> {
-    let mut all: Option<ImageBatch> = None;
-    let mut classes = Vec::new();
-    let mut n_real = 0;
-    for (i, artifact) in ctx.inputs("train").iter().enumerate() {
-        let set = ImageSet::open(&artifact.path)?;
-        let b = set.load_all()?;
-        if i == 0 {
-            classes = set.manifest().classes.clone();
-            n_real = b.len();
-        } else if set.manifest().classes != classes {
-            return Err(StageError::Invalid(format!(
-                "{}: classes differ from the first training set",
-                artifact.producer
-            )));
-        }
-        match &mut all {
-            None => all = Some(b),
-            Some(a) if a.image_size == b.image_size => {
-                a.images.extend(b.images);
-                if let (Some(x), Some(y)) = (&mut a.labels, b.labels) {
-                    x.extend(y);
-                }
-            }
-            Some(a) => {
-                return Err(StageError::Invalid(format!(
-                    "{}: {} px images, the first set has {} px",
-                    artifact.producer, b.image_size, a.image_size
-                )))
-            }
-        }
-    }
-    let all = all.ok_or_else(|| StageError::Invalid("input `train` is empty".into()))?;
-    if all.labels.is_none() || classes.is_empty() {
-        return Err(StageError::Invalid("training sets must be labeled".into()));
-    }
-    Ok((all, classes, n_real))
-}
-
-/// The fixed shape of training: what a checkpoint must agree with to resume.
-struct Loop {
-    epochs: u64,
-    batch: usize,
-    seed: u64,
-    n: usize,
-}
-
-impl Loop {
-    fn train(
-        &self,
-        ctx: &mut StageContext,
-        model: &VisionTransformer,
-        vs: &mut tch::nn::VarStore,
-        optim: &mut Adam,
-        data: &ImageBatch,
-    ) -> Result<String, StageError> {
-        let steps_per_epoch = self.n.div_ceil(self.batch) as u64;
-        let total = self.epochs * steps_per_epoch;
-        let mut history = String::from(HISTORY_HEADER);
-        let (mut step, mut epoch, mut position, mut order) =
-            (0u64, 0u64, 0usize, DataOrder::new(self.seed));
-        if let Some(path) = checkpoint::latest(ctx.checkpoint_dir()).map_err(invalid)? {
-            let ckpt = checkpoint::load(&path).map_err(invalid)?;
-            checkpoint::restore(&ckpt, vs, Some(optim), None).map_err(invalid)?;
-            (step, epoch, position) = (
-                ckpt.meta.step,
-                ckpt.meta.epoch,
-                ckpt.meta.data_position as usize,
-            );
-            order = DataOrder::from_state(&ckpt.meta.data_order).map_err(invalid)?;
-            history = ckpt
-                .meta
-                .extra
-                .get("history")
-                .cloned()
-                .unwrap_or_else(|| HISTORY_HEADER.into());
-            ctx.log(format!("resumed from {} at step {step}", path.display()));
-        }
-        let labels = data.labels.as_ref().expect("checked labeled");
-        let every = usize_param(ctx, "checkpoint_every")? as u64;
-        let minutes = ctx.param_f64("checkpoint_minutes")?;
-        let mut last_save = Instant::now();
-        let device = vs.device();
-        let size = model.config().image_size;
-        while epoch < self.epochs {
-            // The order of an epoch is regenerated from the state saved at its start.
-            let epoch_start = order.state();
-            let perm = order.permutation(self.n);
-            while position < self.n {
-                let idx: Vec<usize> = perm[position..(position + self.batch).min(self.n)].to_vec();
-                seed_torch_for_step(self.seed, step);
-                let x = model_input(data, &idx, size, device);
-                let y =
-                    tch::Tensor::from_slice(&idx.iter().map(|&i| labels[i]).collect::<Vec<i64>>())
-                        .to_device(device);
-                let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
-                optim.zero_grad();
-                loss.backward();
-                optim.step();
-                position += idx.len();
-                step += 1;
-                let value = loss.double_value(&[]);
-                ctx.progress(step, total, Some(value));
-                ctx.metric("train/loss", Some(step), value);
-                history += &format!("{step},{value}\n");
-                let due = (every > 0 && step % every == 0)
-                    || (minutes > 0.0 && last_save.elapsed().as_secs_f64() > minutes * 60.0);
-                if due || ctx.interrupted() {
-                    let meta = CheckpointMeta {
-                        step,
-                        epoch,
-                        data_position: position as u64,
-                        data_order: epoch_start.clone(),
-                        extra: [("history".to_string(), history.clone())].into(),
-                    };
-                    self.save(ctx, vs, optim, &meta)?;
-                    last_save = Instant::now();
-                    if ctx.interrupted() {
-                        return Err(StageError::Interrupted { step });
-                    }
-                }
-            }
-            epoch += 1;
-            position = 0;
-        }
-        Ok(history)
-    }
-
-    fn save(
-        &self,
-        ctx: &mut StageContext,
-        vs: &tch::nn::VarStore,
-        optim: &Adam,
-        meta: &CheckpointMeta,
-    ) -> Result<(), StageError> {
-        let tensors = checkpoint::collect(vs, Some(optim), None);
-        let path = checkpoint::save(ctx.checkpoint_dir(), meta, &tensors).map_err(invalid)?;
-        checkpoint::prune(ctx.checkpoint_dir(), 2).map_err(invalid)?;
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        ctx.emit(&Event::Checkpoint {
-            step: meta.step,
-            file,
-        });
-        Ok(())
+/// The ViT of a preset: tiny (CPU), paper ViT-B/16 (SPEC §8.1), official ViT-S/16 (§11.10).
+fn vit_config(preset: &str, classes: i64) -> VitConfig {
+    match preset {
+        "tiny" => VitConfig::tiny(classes),
+        "official" => VitConfig::small_16(classes),
+        _ => VitConfig::base_16(classes),
     }
 }
 
-/// Predicted class of every image of `set` (eval mode, no gradients).
+/// (batch size, epochs): the parameters when given, else the preset's.
+fn sizes(ctx: &StageContext, preset: &str) -> Result<(usize, u64), StageError> {
+    let (epochs, batch) = if preset == "tiny" {
+        (10, 32)
+    } else {
+        (200, 128)
+    };
+    let epochs = super::schema::optional(ctx, "epochs")
+        .and_then(Value::as_u64)
+        .unwrap_or(epochs);
+    let batch = super::schema::optional(ctx, "batch_size")
+        .and_then(Value::as_u64)
+        .map_or(batch, |b| b as usize);
+    Ok((batch, epochs))
+}
+
+/// The ViT, its AdamW and the streamed training sets.
+struct VitState {
+    vs: VarStore,
+    model: VisionTransformer,
+    optim: Adam,
+    images: TrainingImages,
+    device: Device,
+}
+
+impl Trainable for VitState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
+    }
+
+    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
+        let batch = self.images.next(step)?;
+        let x = model_input(batch.images(), self.model.config().image_size, self.device);
+        let y = batch.labels(self.device)?;
+        let loss = self.model.forward_t(&x, true).cross_entropy_for_logits(&y);
+        self.optim.zero_grad();
+        loss.backward();
+        self.optim.step();
+        Ok(StepReport {
+            loss: loss.double_value(&[]),
+            metrics: Vec::new(),
+            images: batch.len() as u64,
+        })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        checkpoint::collect(&self.vs, Some(&self.optim), None)
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        checkpoint::restore_tensors(state, &mut self.vs, Some(&mut self.optim), None)
+            .map_err(invalid)
+    }
+}
+
+/// Predicted class of every image of `set`, one shard in memory at a time (eval mode,
+/// no gradients).
 pub fn predict(
     model: &VisionTransformer,
-    set: &ImageBatch,
+    set: &ImageSet,
     size: i64,
     batch: usize,
-    device: tch::Device,
+    device: Device,
 ) -> Result<Vec<i64>, StageError> {
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(set.len());
-    for idx in batches(set.len(), batch) {
-        let logits = model.forward_t(&model_input(set, &idx, size, device), false);
-        let classes = logits.argmax(1, false).to_device(tch::Device::Cpu);
+    for_each_chunk(set, batch, |images| {
+        let logits = model.forward_t(&model_input(images, size, device), false);
+        let classes = logits.argmax(1, false).to_device(Device::Cpu);
         out.extend(Vec::<i64>::try_from(&classes).map_err(StageError::other)?);
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

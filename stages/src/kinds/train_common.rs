@@ -2,7 +2,9 @@
 //! their translation into the driver's [`Schedule`].
 
 use super::schema::{float, int, param};
-use crate::training::Schedule;
+use crate::train::named::{restore_into, take_prefix, vars_with_prefix};
+use crate::train::optim::Adam;
+use crate::train::{Schedule, StepReport};
 use histodiff_engine::registry::ParamSpec;
 use histodiff_engine::stage::{StageContext, StageError};
 
@@ -71,48 +73,45 @@ pub fn schedule(ctx: &StageContext, steps_per_epoch: u64) -> Result<Schedule, St
 /// One cross-entropy step of a classifier (φ or ϕ): backward, optimizer step, and the
 /// loss and batch accuracy for the progress line.
 pub fn cross_entropy_step(
-    opt: &mut crate::training::Adam,
+    opt: &mut Adam,
     logits: &tch::Tensor,
     labels: &tch::Tensor,
-) -> crate::training::StepReport {
+) -> StepReport {
     let loss = logits.cross_entropy_for_logits(labels);
     loss.backward();
-    opt.step(1.0);
+    opt.step();
     let acc = logits
         .argmax(-1, false)
         .eq_tensor(labels)
         .to_kind(tch::Kind::Float)
         .mean(tch::Kind::Float);
-    crate::training::StepReport {
+    StepReport {
         loss: loss.double_value(&[]),
         metrics: vec![("accuracy", acc.double_value(&[]))],
+        images: labels.size()[0] as u64,
     }
 }
 
 /// Checkpoint state of a classifier trained alone: its weights under `phi.`, the
 /// optimizer's moments under `opt.`.
-pub fn classifier_state(
-    vs: &tch::nn::VarStore,
-    opt: &crate::training::Adam,
-) -> Vec<(String, tch::Tensor)> {
-    use crate::training::named::vars_with_prefix;
+pub fn classifier_state(vs: &tch::nn::VarStore, opt: &Adam) -> Vec<(String, tch::Tensor)> {
     let mut out = vars_with_prefix(vs, "phi.");
-    out.extend(
-        opt.state()
-            .into_iter()
-            .map(|(k, t)| (format!("opt.{k}"), t)),
-    );
+    out.extend(opt.state_tensors("opt."));
     out
 }
 
 /// Restores what [`classifier_state`] saved.
 pub fn restore_classifier(
     vs: &tch::nn::VarStore,
-    opt: &mut crate::training::Adam,
+    opt: &mut Adam,
     state: &[(String, tch::Tensor)],
 ) -> Result<(), StageError> {
-    use crate::training::named::{restore_into, take_prefix};
     let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
     restore_into(vs, &take_prefix(state, "phi."), |_| true, "classifier").map_err(bad)?;
-    opt.load_state(&take_prefix(state, "opt.")).map_err(bad)
+    let by_name = state
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
+    opt.load_state_tensors("opt.", &by_name)
+        .map_err(|e| bad(e.to_string()))
 }

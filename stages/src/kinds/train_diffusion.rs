@@ -13,11 +13,13 @@ use crate::diffusion::{BetaSchedule, EpsLoss, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
 use crate::models::unet::UNetModel;
+use crate::train::determinism::seed_torch_for_step;
 use crate::train::ema::Ema;
+use crate::train::images::TrainingImages;
 use crate::train::lr::LrSchedule;
-use crate::training::images::{device, Images};
-use crate::training::named::{restore_into, take_prefix, trainable, vars_with_prefix};
-use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use crate::train::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::train::optim::{Adam, AdamConfig};
+use crate::train::{train, DataOrder, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use std::collections::BTreeMap;
@@ -33,7 +35,7 @@ pub fn load_autoencoder(
     path: &std::path::Path,
 ) -> Result<(VarStore, AutoencoderKL), StageError> {
     let mut vs = VarStore::new(dev);
-    let ae = AutoencoderKL::new(&vs.root(), crate::training::autoencoder::preset(preset)?.0)
+    let ae = AutoencoderKL::new(&vs.root(), crate::train::autoencoder::preset(preset)?.0)
         .map_err(invalid)?;
     crate::weights::load_strict(&mut vs, path, |_| false).map_err(invalid)?;
     vs.freeze();
@@ -92,11 +94,14 @@ impl Stage for TrainDiffusion {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
-        let images = Images::load(&ctx.input("images")?.path)?;
+        let dev = crate::device::parse(ctx.device())?;
         let seed = ctx.param_i64("seed")? as u64;
-        let order = DataOrder::new(images.len(), ctx.param_i64("batch_size")? as usize, seed);
-        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        let images = TrainingImages::open(
+            &ctx.input("images")?.path,
+            ctx.param_i64("batch_size")? as usize,
+            seed,
+        )?;
+        let schedule = schedule(ctx, images.steps_per_epoch())?;
         let preset = ctx.param_str("preset")?.to_string();
         let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
         let vs = VarStore::new(dev);
@@ -107,10 +112,8 @@ impl Stage for TrainDiffusion {
         };
         let unet = UNetModel::new(&vs.root(), &config).map_err(invalid)?;
         let ema = Ema::new(&vs, ctx.param_f64("ema_decay")?, true);
-        let opt = Adam::new(
-            trainable(&vs),
-            AdamConfig::adamw(ctx.param_f64("lr")?, 0.01),
-        );
+        let lr = ctx.param_f64("lr")?;
+        let opt = Adam::from_params(trainable(&vs), AdamConfig::adamw(lr, 0.01));
         let scale_factor = scale_factor(
             &ae,
             &images,
@@ -138,9 +141,9 @@ impl Stage for TrainDiffusion {
                 f_max: 1.0,
                 cycle_length: 1e13,
             },
+            lr,
             scale_factor,
             images,
-            order,
             device: dev,
         };
         train(ctx, &schedule, &mut state)?;
@@ -150,26 +153,25 @@ impl Stage for TrainDiffusion {
             "scale_factor".into(),
             Tensor::from(state.scale_factor as f32),
         ));
-        crate::training::checkpoint::write_tensors(&ctx.output_path("unet"), &out)
-            .map_err(StageError::other)
+        crate::weights::save_tensors(&out, &ctx.output_path("unet")).map_err(StageError::other)
     }
 }
 
 /// s = 1/std of E(x).sample() over the first `count` images of the seed's data order.
 fn scale_factor(
     ae: &AutoencoderKL,
-    images: &Images,
+    images: &TrainingImages,
     count: usize,
     seed: u64,
     dev: Device,
 ) -> Result<f64, StageError> {
     let _guard = tch::no_grad_guard();
-    crate::training::driver::seed_step(seed, u64::MAX);
+    seed_torch_for_step(seed, u64::MAX);
     let order = DataOrder::new(images.len(), images.len(), seed).batch(0);
     let mut latents = Vec::new();
     for chunk in order[..count.min(order.len())].chunks(16) {
         let z = ae
-            .encode(&images.batch(chunk, dev), false)
+            .encode(&images.read(chunk)?.unit_range(dev), false)
             .map_err(invalid)?
             .sample();
         latents.push(z.flatten(0, -1));
@@ -192,15 +194,21 @@ struct DmState {
     noise: NoiseSchedule,
     loss: EpsLoss,
     warm_up: LrSchedule,
+    /// Base learning rate (the warm-up scales it per step).
+    lr: f64,
     scale_factor: f64,
-    images: Images,
-    order: DataOrder,
+    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for DmState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
     fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let x = self.images.batch(&self.order.batch(step), self.device);
+        let batch = self.images.next(step)?;
+        let x = batch.unit_range(self.device);
         let z0 = tch::no_grad(|| {
             self.ae
                 .encode(&x, false)
@@ -220,40 +228,37 @@ impl Trainable for DmState {
             .loss
             .batch_mean(&self.unet.forward_t(&z_t, &t, true), &eps);
         loss.backward();
-        let lr_scale = self.warm_up.lr_at(1.0, step);
-        self.opt.step(lr_scale);
+        let lr = self.warm_up.lr_at(self.lr, step);
+        self.opt.set_lr(lr);
+        self.opt.step();
         self.ema.update(&self.vs);
         Ok(StepReport {
             loss: loss.double_value(&[]),
-            metrics: vec![("lr_scale", lr_scale)],
+            metrics: vec![("lr", lr)],
+            images: b as u64,
         })
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vars_with_prefix(&self.vs, "unet.");
         out.extend(self.ema.state_tensors("ema."));
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(k, t)| (format!("opt.{k}"), t)),
-        );
+        out.extend(self.opt.state_tensors("opt."));
         out
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
         let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
         restore_into(&self.vs, &take_prefix(&state, "unet."), |_| true, "unet").map_err(bad)?;
-        let ema: BTreeMap<String, Tensor> = state
-            .iter()
-            .filter(|(k, _)| k.starts_with("ema."))
-            .map(|(k, t)| (k.clone(), t.shallow_clone()))
-            .collect();
+        let by_name: BTreeMap<String, Tensor> = state.into_iter().collect();
         self.ema
-            .load_state_tensors("ema.", &ema)
+            .load_state_tensors("ema.", &by_name)
             .map_err(|e| bad(e.to_string()))?;
         self.opt
-            .load_state(&take_prefix(&state, "opt."))
-            .map_err(bad)
+            .load_state_tensors("opt.", &by_name)
+            .map_err(|e| bad(e.to_string()))
     }
 }

@@ -9,9 +9,10 @@ use super::train_common::{
 };
 use crate::models::unet::presets::{image_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
-use crate::training::images::{device, Images};
-use crate::training::named::trainable;
-use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use crate::train::images::TrainingImages;
+use crate::train::named::trainable;
+use crate::train::optim::{Adam, AdamConfig};
+use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use tch::nn::VarStore;
@@ -71,32 +72,27 @@ impl Stage for TrainImageClassifier {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
-        let images = Images::load(&ctx.input("images")?.path)?;
-        images.require_labels("train-image-classifier")?;
-        let order = DataOrder::new(
-            images.len(),
+        let dev = crate::device::parse(ctx.device())?;
+        let images = TrainingImages::open(
+            &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
-        );
-        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        )?;
+        images.require_labels("train-image-classifier")?;
+        let schedule = schedule(ctx, images.steps_per_epoch())?;
         let vs = VarStore::new(dev);
         let phi = build_image_classifier(
             &vs,
             ctx.param_str("preset")?,
-            images.classes.len() as i64,
-            images.image_size,
+            images.classes().len() as i64,
+            images.image_size(),
         )?;
-        let opt = Adam::new(
-            trainable(&vs),
-            AdamConfig::adam(ctx.param_f64("lr")?, 0.9, 0.999),
-        );
+        let opt = Adam::from_params(trainable(&vs), AdamConfig::adam(ctx.param_f64("lr")?));
         let mut state = PhiState {
             vs,
             phi,
             opt,
             images,
-            order,
             device: dev,
         };
         train(ctx, &schedule, &mut state)?;
@@ -108,19 +104,23 @@ struct PhiState {
     vs: VarStore,
     phi: EncoderUNetModel,
     opt: Adam,
-    images: Images,
-    order: DataOrder,
+    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for PhiState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
+    }
+
     fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let idx = self.order.batch(step);
-        let x = self.images.batch(&idx, self.device);
-        let y = self
-            .images
-            .batch_labels(&idx, self.device)
-            .expect("labels checked at start");
+        let batch = self.images.next(step)?;
+        let x = batch.unit_range(self.device);
+        let y = batch.labels(self.device)?;
         self.opt.zero_grad();
         let logits = classify(&self.phi, &x, true);
         Ok(cross_entropy_step(&mut self.opt, &logits, &y))

@@ -13,9 +13,10 @@ use crate::diffusion::{BetaSchedule, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{latent_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
-use crate::training::images::{device, Images};
-use crate::training::named::trainable;
-use crate::training::{train, Adam, AdamConfig, DataOrder, StepReport, Trainable};
+use crate::train::images::TrainingImages;
+use crate::train::named::trainable;
+use crate::train::optim::{Adam, AdamConfig};
+use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use tch::nn::VarStore;
@@ -101,22 +102,22 @@ impl Stage for TrainLatentClassifier {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = device(ctx.device())?;
-        let images = Images::load(&ctx.input("images")?.path)?;
-        images.require_labels("train-latent-classifier")?;
-        let order = DataOrder::new(
-            images.len(),
+        let dev = crate::device::parse(ctx.device())?;
+        let images = TrainingImages::open(
+            &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
-        );
-        let schedule = schedule(ctx, order.steps_per_epoch())?;
+        )?;
+        images.require_labels("train-latent-classifier")?;
+        let schedule = schedule(ctx, images.steps_per_epoch())?;
         let preset = ctx.param_str("preset")?.to_string();
         let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
         let scale_factor = read_scale_factor(&ctx.input("unet")?.path)?;
-        let latent_size = images.image_size as i64 / ae.config().downsampling_factor();
+        let latent_size = images.image_size() as i64 / ae.config().downsampling_factor();
         let vs = VarStore::new(dev);
-        let phi = build_latent_classifier(&vs, &preset, images.classes.len() as i64, latent_size)?;
-        let opt = Adam::new(
+        let phi =
+            build_latent_classifier(&vs, &preset, images.classes().len() as i64, latent_size)?;
+        let opt = Adam::from_params(
             trainable(&vs),
             AdamConfig::adamw(ctx.param_f64("lr")?, ctx.param_f64("weight_decay")?),
         );
@@ -129,7 +130,6 @@ impl Stage for TrainLatentClassifier {
             official_t0: ctx.param_bool("official_t0")?,
             scale_factor,
             images,
-            order,
             device: dev,
         };
         train(ctx, &schedule, &mut state)?;
@@ -145,19 +145,23 @@ struct LatentState {
     noise: NoiseSchedule,
     official_t0: bool,
     scale_factor: f64,
-    images: Images,
-    order: DataOrder,
+    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for LatentState {
+    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
+        self.images.begin(from, total)
+    }
+
+    fn data_rate(&self) -> Option<f64> {
+        self.images.data_rate()
+    }
+
     fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let idx = self.order.batch(step);
-        let x = self.images.batch(&idx, self.device);
-        let y = self
-            .images
-            .batch_labels(&idx, self.device)
-            .expect("labels checked at start");
+        let batch = self.images.next(step)?;
+        let x = batch.unit_range(self.device);
+        let y = batch.labels(self.device)?;
         let z0 = tch::no_grad(|| {
             self.ae
                 .encode(&x, false)

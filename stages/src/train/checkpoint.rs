@@ -1,11 +1,16 @@
-//! Training checkpoints: one safetensors file per checkpoint holding the model weights under
-//! their PyTorch names, the optimizer state (`optim.<param>.exp_avg`, `.exp_avg_sq`, `.step`),
-//! the EMA shadow (`ema.<param>`, `ema.num_updates`) and, in the safetensors metadata, the
-//! position of the run (step, epoch, data-order position and RNG state). Files are written
-//! atomically (temporary file, fsync, rename, fsync of the directory), so a crash leaves
-//! either the previous newest checkpoint or the new one, never a torn file.
+//! Training checkpoints, the one format of every resumable kind (docs/checkpoints.md):
+//! `ckpt-<12-digit step>.safetensors` in the stage key's checkpoint directory, holding every
+//! tensor of the training state (model weights under their PyTorch names, the optimizer
+//! state `optim.<param>.exp_avg|.exp_avg_sq|.step`, the EMA shadow `ema.<param>`, or a
+//! kind's own prefixes) and, in the safetensors metadata, where the run stands
+//! ([`CheckpointMeta`]) and a blake3 hash of the tensors.
+//!
+//! Files are written atomically (temporary file, fsync, rename, fsync of the directory), so
+//! a crash leaves the previous checkpoint or the new one. The hash catches what atomicity
+//! cannot (a disk or a copy that corrupted a file later): [`resume`] sets a damaged newest
+//! checkpoint aside and falls back to the previous one, so a multi-day run loses
+//! `checkpoint_every` steps instead of everything.
 
-use super::determinism::DataOrderState;
 use super::ema::{Ema, EmaError};
 use super::optim::{Adam, OptimError};
 use crate::weights::{load_tensors_strict, WeightsError};
@@ -21,23 +26,35 @@ use tch::{nn::VarStore, Kind, Tensor};
 pub const OPTIM_PREFIX: &str = "optim.";
 /// Prefix of EMA tensors.
 pub const EMA_PREFIX: &str = "ema.";
-/// Metadata key holding [`CheckpointMeta`] as JSON.
+/// Metadata key holding [`StoredMeta`] as JSON.
 const META_KEY: &str = "histodiff.checkpoint";
+/// Metadata key holding the hex blake3 hash of the tensors ([`content_hash`]).
+const HASH_KEY: &str = "histodiff.content_hash";
+/// Format tag and version written into every checkpoint.
+const FORMAT: &str = "histodiff/checkpoint";
+const FORMAT_VERSION: u32 = 2;
+/// Suffix given to a checkpoint that failed to load, so it is kept for inspection but
+/// never read again.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
 
-/// Where the run stands.
+/// Where the run stands. The data order and every random draw are functions of the seed
+/// and the step (train::data_order, train::determinism), so the step is the whole position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
-    /// Optimizer steps completed.
+    /// Steps completed (optimizer steps, or finished batches for sampling).
     pub step: u64,
-    /// Epochs completed.
-    pub epoch: u64,
-    /// Samples of the current epoch's order already consumed.
-    pub data_position: u64,
-    /// Data-order generator state after the last consumed batch.
-    pub data_order: DataOrderState,
-    /// Stage-specific values (e.g. the seed, a running loss).
+    /// Stage-specific values (e.g. the loss history of the run so far).
     #[serde(default)]
     pub extra: BTreeMap<String, String>,
+}
+
+/// The metadata as stored: the run's position under a format tag.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredMeta {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    meta: CheckpointMeta,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +136,23 @@ pub fn restore(
     Ok(())
 }
 
+/// [`restore`] from the tensors the driver hands to `Trainable::restore`.
+pub fn restore_tensors(
+    tensors: Vec<(String, Tensor)>,
+    vs: &mut VarStore,
+    optim: Option<&mut Adam>,
+    ema: Option<&mut Ema>,
+) -> Result<(), CheckpointError> {
+    let checkpoint = Checkpoint {
+        meta: CheckpointMeta {
+            step: 0,
+            extra: BTreeMap::new(),
+        },
+        tensors: tensors.into_iter().collect(),
+    };
+    restore(&checkpoint, vs, optim, ema)
+}
+
 /// The file name of the checkpoint after `step` steps; zero-padded so names sort by step.
 pub fn file_name(step: u64) -> String {
     format!("ckpt-{step:012}.safetensors")
@@ -159,49 +193,101 @@ pub fn save(
     Ok(path)
 }
 
-/// Serialises to safetensors bytes with the metadata under `histodiff.checkpoint`.
+/// One tensor's bytes on the CPU, ready for safetensors.
+struct Buffer {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+fn buffer(name: &str, tensor: &Tensor) -> Result<Buffer, CheckpointError> {
+    let bad = |reason: String| CheckpointError::Tensor {
+        name: name.to_string(),
+        reason,
+    };
+    let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
+    let dtype = dtype_of(tensor.kind())
+        .ok_or_else(|| bad(format!("unsupported kind {:?}", tensor.kind())))?;
+    let numel = tensor.numel();
+    let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
+    tensor
+        .f_copy_data_u8(&mut data, numel)
+        .map_err(|e| bad(e.to_string()))?;
+    let shape = tensor.size().iter().map(|&d| d as usize).collect();
+    Ok(Buffer {
+        name: name.to_string(),
+        dtype,
+        shape,
+        data,
+    })
+}
+
+/// blake3 over every tensor in name order: name, dtype, shape, then the bytes, each
+/// length-prefixed, so that no two different states hash alike.
+fn content_hash<'a>(
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = blake3::Hasher::new();
+    for (name, dtype, shape, data) in sorted {
+        for field in [name.as_bytes(), format!("{dtype:?}").as_bytes()] {
+            hasher.update(&(field.len() as u64).to_le_bytes());
+            hasher.update(field);
+        }
+        hasher.update(&(shape.len() as u64).to_le_bytes());
+        for d in shape {
+            hasher.update(&(*d as u64).to_le_bytes());
+        }
+        hasher.update(&(data.len() as u64).to_le_bytes());
+        hasher.update(data);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Serialises to safetensors bytes with the metadata and the content hash.
 fn serialize(
     meta: &CheckpointMeta,
     tensors: &[(String, Tensor)],
 ) -> Result<Vec<u8>, CheckpointError> {
-    let mut buffers = Vec::with_capacity(tensors.len());
-    for (name, tensor) in tensors {
-        let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
-        let dtype = dtype_of(tensor.kind()).ok_or_else(|| CheckpointError::Tensor {
-            name: name.clone(),
-            reason: format!("unsupported kind {:?}", tensor.kind()),
-        })?;
-        let numel = tensor.numel();
-        let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
-        tensor
-            .f_copy_data_u8(&mut data, numel)
-            .map_err(|e| CheckpointError::Tensor {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
-        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
-        buffers.push((name.as_str(), dtype, shape, data));
-    }
+    let buffers = tensors
+        .iter()
+        .map(|(name, t)| buffer(name, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hash = content_hash(buffers.iter().map(|b| {
+        (
+            b.name.as_str(),
+            b.dtype,
+            b.shape.as_slice(),
+            b.data.as_slice(),
+        )
+    }));
     let views = buffers
         .iter()
-        .map(|(name, dtype, shape, data)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
-                .map(|view| (*name, view))
+        .map(|b| {
+            safetensors::tensor::TensorView::new(b.dtype, b.shape.clone(), &b.data)
+                .map(|view| (b.name.as_str(), view))
                 .map_err(|e| CheckpointError::Tensor {
-                    name: name.to_string(),
+                    name: b.name.clone(),
                     reason: e.to_string(),
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let json = serde_json::to_string(meta).expect("checkpoint metadata serialises");
-    let info = HashMap::from([(META_KEY.to_string(), json)]);
+    let stored = StoredMeta {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        meta: meta.clone(),
+    };
+    let json = serde_json::to_string(&stored).expect("checkpoint metadata serialises");
+    let info = HashMap::from([(META_KEY.to_string(), json), (HASH_KEY.to_string(), hash)]);
     safetensors::serialize(views, Some(info)).map_err(|e| CheckpointError::Tensor {
         name: "<file>".into(),
         reason: e.to_string(),
     })
 }
 
-/// Reads a checkpoint written by [`save`].
+/// Reads a checkpoint written by [`save`], checking its format and content hash.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let format = |reason: String| CheckpointError::Format {
         path: path.display().to_string(),
@@ -209,15 +295,34 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     };
     let bytes = fs::read(path).map_err(io_err(path))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
-    let json = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| format(format!("no `{META_KEY}` metadata")))?;
-    let meta: CheckpointMeta = serde_json::from_str(json).map_err(|e| format(e.to_string()))?;
+    let info = header.metadata().as_ref();
+    let field = |key: &str| {
+        info.and_then(|m| m.get(key))
+            .ok_or_else(|| format(format!("no `{key}` metadata")))
+    };
+    let stored: StoredMeta =
+        serde_json::from_str(field(META_KEY)?).map_err(|e| format(e.to_string()))?;
+    if stored.format != FORMAT || stored.version != FORMAT_VERSION {
+        return Err(format(format!(
+            "format {} v{}, expected {FORMAT} v{FORMAT_VERSION}",
+            stored.format, stored.version
+        )));
+    }
+    let expected = field(HASH_KEY)?.clone();
     let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let views = file.tensors();
+    let found = content_hash(
+        views
+            .iter()
+            .map(|(name, v)| (name.as_str(), v.dtype(), v.shape(), v.data())),
+    );
+    if found != expected {
+        return Err(format(format!(
+            "content hash {found} differs from the recorded {expected}: the file is damaged"
+        )));
+    }
     let mut tensors = BTreeMap::new();
-    for (name, view) in file.tensors() {
+    for (name, view) in views {
         let kind = kind_of(view.dtype())
             .ok_or_else(|| format(format!("`{name}` has dtype {:?}", view.dtype())))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
@@ -225,7 +330,43 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .map_err(|e| format(e.to_string()))?;
         tensors.insert(name, tensor);
     }
-    Ok(Checkpoint { meta, tensors })
+    Ok(Checkpoint {
+        meta: stored.meta,
+        tensors,
+    })
+}
+
+/// What [`resume`] found in a checkpoint directory.
+#[derive(Debug, Default)]
+pub struct Resumption {
+    /// The newest checkpoint that loaded and matched its hash, with its path.
+    pub checkpoint: Option<(PathBuf, Checkpoint)>,
+    /// Newer checkpoints that did not, renamed with [`DAMAGED_SUFFIX`], and why.
+    pub set_aside: Vec<(PathBuf, String)>,
+}
+
+/// The newest valid checkpoint of `dir`. A newer one that does not parse or fails its hash
+/// is renamed `<file>.damaged` (kept for inspection, never read again) and the previous one
+/// is tried, so one torn or corrupted file does not end a multi-day run.
+pub fn resume(dir: &Path) -> Result<Resumption, CheckpointError> {
+    let mut found = Resumption::default();
+    for (_, path) in list(dir)?.into_iter().rev() {
+        match load(&path) {
+            Ok(checkpoint) => {
+                found.checkpoint = Some((path, checkpoint));
+                break;
+            }
+            Err(e @ (CheckpointError::Format { .. } | CheckpointError::Io { .. })) => {
+                let mut aside = path.clone().into_os_string();
+                aside.push(DAMAGED_SUFFIX);
+                let aside = PathBuf::from(aside);
+                fs::rename(&path, &aside).map_err(io_err(&path))?;
+                found.set_aside.push((aside, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
 }
 
 /// The checkpoint with the highest step in `dir` (None if there is none or no directory).
@@ -243,8 +384,8 @@ pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Checkpoints of `dir` sorted by step (temporary files are not checkpoints).
-fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+/// Checkpoints of `dir` sorted by step (temporary and damaged files are not checkpoints).
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),

@@ -1,24 +1,26 @@
 //! Training parity of LPIPSWithDiscriminator: both steps' terms, the adaptive weight,
-//! gradients and one Adam step of each optimizer, BatchNorm running statistics.
+//! gradients and one step of each optimizer the kinds use (against torch.optim.Adam),
+//! BatchNorm running statistics.
 
 use crate::fixtures::*;
 use histodiff_stages::losses::{AeLossConfig, DiscLoss, LpipsWithDiscriminator};
 use histodiff_stages::models::autoencoder::{AutoencoderConfig, DiagonalGaussian};
+use histodiff_stages::train::autoencoder::optimizer;
+use histodiff_stages::train::named::trainable;
+use histodiff_stages::train::optim::Adam;
 use histodiff_stages::weights::load_strict_prefixed;
 use std::collections::HashMap;
-use tch::nn::{self, OptimizerConfig, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-fn adam(vs: &VarStore) -> nn::Optimizer {
-    nn::Adam {
-        beta1: 0.5,
-        beta2: 0.9,
-        wd: 0.0,
-        eps: 1e-8,
-        amsgrad: false,
-    }
-    .build(vs, 1e-3)
-    .unwrap()
+/// The optimizer train-autoencoder and finetune-decoder step (train::autoencoder), over
+/// the trainable variables of `vs` under `prefix`, at the fixture's lr 1e-3.
+fn adam(vs: &VarStore, prefix: &str) -> Adam {
+    let params = trainable(vs)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .collect();
+    optimizer(params, 1e-3)
 }
 
 /// Some AE gradients are analytically zero and hold only rounding noise (~1e-5 here, the
@@ -100,7 +102,7 @@ fn check_backward_and_adam(
     io: &HashMap<String, Tensor>,
     (grads, updated): (&str, &str),
 ) {
-    let mut opt = adam(vs);
+    let mut opt = adam(vs, strip);
     opt.zero_grad();
     loss.backward();
     let vars = trained(vs, strip);

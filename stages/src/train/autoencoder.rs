@@ -2,8 +2,8 @@
 //! LPIPSWithDiscriminator loss in two VarStores, and one alternating step (AE optimizer,
 //! then discriminator optimizer on the same batch and detached x̂, SPEC §2.5).
 
-use super::adam::{Adam, AdamConfig};
 use super::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use super::optim::{Adam, AdamConfig};
 use crate::losses::{AeLossConfig, LpipsWithDiscriminator};
 use crate::models::autoencoder::AutoencoderConfig;
 use crate::models::autoencoder::AutoencoderKL;
@@ -94,8 +94,8 @@ impl AeTraining {
             (false, _) => {}
         }
         // Both sides use Adam(β = 0.5, 0.9) as the LDM AutoencoderKL (SPEC §2.5).
-        let opt_ae = Adam::new(trainable(&ae_vs), AdamConfig::adam(lr.0, 0.5, 0.9));
-        let opt_disc = Adam::new(disc_params(&loss_vs), AdamConfig::adam(lr.1, 0.5, 0.9));
+        let opt_ae = optimizer(trainable(&ae_vs), lr.0);
+        let opt_disc = optimizer(disc_params(&loss_vs), lr.1);
         Ok(Self {
             ae_vs,
             ae,
@@ -133,7 +133,7 @@ impl AeTraining {
             None => g.loss,
         };
         total.backward();
-        self.opt_ae.step(1.0);
+        self.opt_ae.step();
         // The generator's backward also reached the discriminator; start its step clean.
         self.opt_disc.zero_grad();
         let d = self
@@ -141,7 +141,7 @@ impl AeTraining {
             .discriminator_loss(x, &xrec, global_step, true)
             .map_err(StageError::other)?;
         d.loss.backward();
-        self.opt_disc.step(1.0);
+        self.opt_disc.step();
         Ok(AeStepValues {
             total: total.double_value(&[]),
             rec: g.rec,
@@ -160,18 +160,8 @@ impl AeTraining {
                 .into_iter()
                 .filter(|(k, _)| !is_lpips(k)),
         );
-        out.extend(
-            self.opt_ae
-                .state()
-                .into_iter()
-                .map(|(k, t)| (format!("opt_ae.{k}"), t)),
-        );
-        out.extend(
-            self.opt_disc
-                .state()
-                .into_iter()
-                .map(|(k, t)| (format!("opt_disc.{k}"), t)),
-        );
+        out.extend(self.opt_ae.state_tensors(OPT_AE));
+        out.extend(self.opt_disc.state_tensors(OPT_DISC));
         out
     }
 
@@ -191,15 +181,37 @@ impl AeTraining {
             "loss",
         )
         .map_err(bad)?;
+        let by_name = state
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
         self.opt_ae
-            .load_state(&take_prefix(state, "opt_ae."))
-            .map_err(bad)?;
+            .load_state_tensors(OPT_AE, &by_name)
+            .map_err(|e| bad(e.to_string()))?;
         self.opt_disc
-            .load_state(&take_prefix(state, "opt_disc."))
-            .map_err(bad)?;
+            .load_state_tensors(OPT_DISC, &by_name)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(())
     }
 }
+
+/// The optimizer of either side: torch.optim.Adam(params, lr, betas=(0.5, 0.9)), as LDM's
+/// AutoencoderKL.configure_optimizers (SPEC §2.5). Public so that the parity test drives
+/// exactly the optimizer the kinds step.
+pub fn optimizer(params: Vec<(String, Tensor)>, lr: f64) -> Adam {
+    Adam::from_params(
+        params,
+        AdamConfig {
+            beta1: 0.5,
+            beta2: 0.9,
+            ..AdamConfig::adam(lr)
+        },
+    )
+}
+
+/// Checkpoint prefixes of the two optimizers' state.
+const OPT_AE: &str = "opt_ae.";
+const OPT_DISC: &str = "opt_disc.";
 
 fn is_lpips(prefixed: &str) -> bool {
     prefixed.starts_with("loss.perceptual_loss.")
