@@ -13,7 +13,8 @@ use super::train_image_classifier::{build_image_classifier, classify};
 use crate::losses::AeLossConfig;
 use crate::models::unet::EncoderUNetModel;
 use crate::train::autoencoder::{preset, AeTraining};
-use crate::train::images::TrainingImages;
+use crate::train::driver::require_batch;
+use crate::train::images::{Batch, TrainingImages};
 use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
@@ -97,7 +98,7 @@ impl Stage for FinetuneDecoder {
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let dev = crate::device::parse(ctx.device())?;
-        let images = TrainingImages::open(
+        let mut images = TrainingImages::open(
             &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
@@ -140,10 +141,9 @@ impl Stage for FinetuneDecoder {
             training,
             phi,
             lambda_ce,
-            images,
             device: dev,
         };
-        train(ctx, &schedule, &mut state)?;
+        train(ctx, &schedule, &mut state, Some(&mut images))?;
         crate::weights::save(&state.training.ae_vs, &ctx.output_path("autoencoder"))
             .map_err(StageError::other)
     }
@@ -153,17 +153,12 @@ struct FtState {
     training: AeTraining,
     phi: EncoderUNetModel,
     lambda_ce: f64,
-    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for FtState {
-    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
-        self.images.begin(from, total)
-    }
-
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let batch = self.images.next(step)?;
+    fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
         let y = batch.labels(self.device)?;
         let mut ce_value = 0.0;
@@ -182,12 +177,7 @@ impl Trainable for FtState {
                 ("d_weight", v.d_weight),
                 ("disc_loss", v.disc_loss),
             ],
-            images: batch.len() as u64,
         })
-    }
-
-    fn data_rate(&self) -> Option<f64> {
-        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -23,6 +23,7 @@ use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
 use crate::models::unet::{EncoderUNetModel, UNetModel};
 use crate::train::data_order::mix;
+use crate::train::images::Batch;
 use crate::train::named::restore_into;
 use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
@@ -185,7 +186,7 @@ impl Stage for Sample {
             metric_every: batches,
             seed,
         };
-        train(ctx, &schedule, &mut state)?;
+        train(ctx, &schedule, &mut state, None)?;
         write_images(ctx, &classes, &state, batches)
     }
 }
@@ -250,7 +251,7 @@ fn shard_path(dir: &Path, b: u64) -> PathBuf {
 }
 
 impl Trainable for Sampler {
-    fn step(&mut self, batch: u64) -> Result<StepReport, StageError> {
+    fn step(&mut self, batch: u64, _: Option<&Batch>) -> Result<StepReport, StageError> {
         let range = self.range(batch);
         let (start, end) = (range.start, range.end);
         let classes: Vec<i64> = range.map(|i| (i / self.per_class) as i64).collect();
@@ -286,10 +287,7 @@ impl Trainable for Sampler {
         std::fs::create_dir_all(&self.batches)
             .map_err(|e| StageError::Invalid(format!("{}: {e}", self.batches.display())))?;
         write_shard(&self.shard(batch), &images)?;
-        Ok(StepReport {
-            images: images.len() as u64,
-            ..StepReport::default()
-        })
+        Ok(StepReport::default())
     }
 
     /// Nothing but the step: the finished batches are on disk and every random draw of

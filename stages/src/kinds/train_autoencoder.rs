@@ -8,7 +8,8 @@ use super::schema::{
 use super::train_common::{schedule, schedule_params};
 use crate::losses::AeLossConfig;
 use crate::train::autoencoder::{preset, AeTraining};
-use crate::train::images::TrainingImages;
+use crate::train::driver::require_batch;
+use crate::train::images::{Batch, TrainingImages};
 use crate::train::{train, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
@@ -73,7 +74,7 @@ impl Stage for TrainAutoencoder {
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let dev = crate::device::parse(ctx.device())?;
-        let images = TrainingImages::open(
+        let mut images = TrainingImages::open(
             &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
@@ -99,10 +100,9 @@ impl Stage for TrainAutoencoder {
         )?;
         let mut state = AeState {
             training,
-            images,
             device: dev,
         };
-        train(ctx, &schedule, &mut state)?;
+        train(ctx, &schedule, &mut state, Some(&mut images))?;
         let out = ctx.output_path("autoencoder");
         crate::weights::save(&state.training.ae_vs, &out).map_err(StageError::other)?;
         Ok(())
@@ -111,17 +111,12 @@ impl Stage for TrainAutoencoder {
 
 struct AeState {
     training: AeTraining,
-    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for AeState {
-    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
-        self.images.begin(from, total)
-    }
-
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let batch = self.images.next(step)?;
+    fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
         let v = self.training.step(&x, step as i64, |_| Ok(None))?;
         Ok(StepReport {
@@ -133,12 +128,7 @@ impl Trainable for AeState {
                 ("d_weight", v.d_weight),
                 ("disc_loss", v.disc_loss),
             ],
-            images: batch.len() as u64,
         })
-    }
-
-    fn data_rate(&self) -> Option<f64> {
-        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -13,7 +13,8 @@ use crate::models::vit::{VisionTransformer, VitConfig};
 use crate::report::results::{write, Predictions, PREDICTIONS_FORMAT};
 use crate::train::checkpoint;
 use crate::train::determinism::set_threads;
-use crate::train::images::{Epochs, TrainingImages};
+use crate::train::driver::require_batch;
+use crate::train::images::{Batch, Epochs, TrainingImages};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
@@ -59,7 +60,7 @@ impl Stage for TrainClassifier {
         if train_dirs.is_empty() {
             return Err(StageError::Invalid("input `train` is empty".into()));
         }
-        let images = TrainingImages::open_many(&train_dirs, batch, seed, Epochs::KeepPartial)?;
+        let mut images = TrainingImages::open_many(&train_dirs, batch, seed, Epochs::KeepPartial)?;
         images.require_labels("train-classifier")?;
         let classes = images.classes().to_vec();
         let test = ImageSet::open(&ctx.input("test")?.path)?;
@@ -92,10 +93,9 @@ impl Stage for TrainClassifier {
             vs,
             model,
             optim,
-            images,
             device,
         };
-        let trained = train(ctx, &schedule, &mut state)?;
+        let trained = train(ctx, &schedule, &mut state, Some(&mut images))?;
 
         let config = ClassifierConfig::from_vit(&format!("vit-{preset}"), classes.clone(), &vit);
         save(&ctx.output_path("model"), &config, &state.vs)?;
@@ -148,21 +148,12 @@ struct VitState {
     vs: VarStore,
     model: VisionTransformer,
     optim: Adam,
-    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for VitState {
-    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
-        self.images.begin(from, total)
-    }
-
-    fn data_rate(&self) -> Option<f64> {
-        self.images.data_rate()
-    }
-
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let batch = self.images.next(step)?;
+    fn step(&mut self, _step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
         let x = model_input(batch.images(), self.model.config().image_size, self.device);
         let y = batch.labels(self.device)?;
         let loss = self.model.forward_t(&x, true).cross_entropy_for_logits(&y);
@@ -172,7 +163,6 @@ impl Trainable for VitState {
         Ok(StepReport {
             loss: loss.double_value(&[]),
             metrics: Vec::new(),
-            images: batch.len() as u64,
         })
     }
 

@@ -14,8 +14,9 @@ use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
 use crate::models::unet::UNetModel;
 use crate::train::determinism::seed_torch_for_step;
+use crate::train::driver::require_batch;
 use crate::train::ema::Ema;
-use crate::train::images::TrainingImages;
+use crate::train::images::{Batch, TrainingImages};
 use crate::train::lr::LrSchedule;
 use crate::train::named::{restore_into, take_prefix, trainable, vars_with_prefix};
 use crate::train::optim::{Adam, AdamConfig};
@@ -96,7 +97,7 @@ impl Stage for TrainDiffusion {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let dev = crate::device::parse(ctx.device())?;
         let seed = ctx.param_i64("seed")? as u64;
-        let images = TrainingImages::open(
+        let mut images = TrainingImages::open(
             &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             seed,
@@ -143,10 +144,9 @@ impl Stage for TrainDiffusion {
             },
             lr,
             scale_factor,
-            images,
             device: dev,
         };
-        train(ctx, &schedule, &mut state)?;
+        train(ctx, &schedule, &mut state, Some(&mut images))?;
         let mut out = vars_with_prefix(&state.vs, "");
         out.extend(state.ema.state_tensors("ema."));
         out.push((
@@ -197,17 +197,12 @@ struct DmState {
     /// Base learning rate (the warm-up scales it per step).
     lr: f64,
     scale_factor: f64,
-    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for DmState {
-    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
-        self.images.begin(from, total)
-    }
-
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let batch = self.images.next(step)?;
+    fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
         let z0 = tch::no_grad(|| {
             self.ae
@@ -235,12 +230,7 @@ impl Trainable for DmState {
         Ok(StepReport {
             loss: loss.double_value(&[]),
             metrics: vec![("lr", lr)],
-            images: b as u64,
         })
-    }
-
-    fn data_rate(&self) -> Option<f64> {
-        self.images.data_rate()
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

@@ -9,7 +9,8 @@ use super::train_common::{
 };
 use crate::models::unet::presets::{image_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
-use crate::train::images::TrainingImages;
+use crate::train::driver::require_batch;
+use crate::train::images::{Batch, TrainingImages};
 use crate::train::named::trainable;
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, StepReport, Trainable};
@@ -73,7 +74,7 @@ impl Stage for TrainImageClassifier {
 
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
         let dev = crate::device::parse(ctx.device())?;
-        let images = TrainingImages::open(
+        let mut images = TrainingImages::open(
             &ctx.input("images")?.path,
             ctx.param_i64("batch_size")? as usize,
             ctx.param_i64("seed")? as u64,
@@ -92,10 +93,9 @@ impl Stage for TrainImageClassifier {
             vs,
             phi,
             opt,
-            images,
             device: dev,
         };
-        train(ctx, &schedule, &mut state)?;
+        train(ctx, &schedule, &mut state, Some(&mut images))?;
         crate::weights::save(&state.vs, &ctx.output_path("classifier")).map_err(StageError::other)
     }
 }
@@ -104,21 +104,12 @@ struct PhiState {
     vs: VarStore,
     phi: EncoderUNetModel,
     opt: Adam,
-    images: TrainingImages,
     device: Device,
 }
 
 impl Trainable for PhiState {
-    fn begin(&mut self, from: u64, total: u64) -> Result<(), StageError> {
-        self.images.begin(from, total)
-    }
-
-    fn data_rate(&self) -> Option<f64> {
-        self.images.data_rate()
-    }
-
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError> {
-        let batch = self.images.next(step)?;
+    fn step(&mut self, _step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
         let y = batch.labels(self.device)?;
         self.opt.zero_grad();

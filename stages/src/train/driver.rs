@@ -10,6 +10,7 @@
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::determinism::seed_torch_for_step;
+use super::images::{Batch, TrainingImages};
 use histodiff_engine::protocol::Event;
 use histodiff_engine::stage::{StageContext, StageError};
 use std::time::{Duration, Instant};
@@ -23,32 +24,28 @@ const HISTORY_KEY: &str = "history";
 /// First line of a loss history (`step,loss` lines follow).
 pub const HISTORY_HEADER: &str = "step,loss\n";
 
-/// What one step reports: the loss for progress, named scalars for the metrics table, and
-/// how many images it consumed (for the throughput metric).
+/// What one step reports: the loss for progress, and named scalars for the metrics table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepReport {
     pub loss: f64,
     pub metrics: Vec<(&'static str, f64)>,
-    pub images: u64,
 }
 
 /// A training state the driver can step, save and restore.
 pub trait Trainable {
-    /// Called once before the first step the run will take (`from` is 0 or the resumed
-    /// step): the place to start a background data loader at the right step.
-    fn begin(&mut self, _from: u64, _total: u64) -> Result<(), StageError> {
-        Ok(())
-    }
-    /// Runs step `step` (0-based); libtorch's generator is already seeded for it.
-    fn step(&mut self, step: u64) -> Result<StepReport, StageError>;
+    /// Runs step `step` (0-based) on its batch (when the run has training images);
+    /// libtorch's generator is already seeded for it.
+    fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError>;
     /// Every tensor the next steps depend on (weights, optimizer state, EMA, buffers).
     fn state(&self) -> Vec<(String, Tensor)>;
     /// Restores [`Trainable::state`] as written at a checkpoint.
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError>;
-    /// Images the data loader prepared per second of its own work, if it has one.
-    fn data_rate(&self) -> Option<f64> {
-        None
-    }
+}
+
+/// The batch a kind that trains on images was given (the driver passes one whenever the
+/// run has training images).
+pub fn require_batch(batch: Option<&Batch>) -> Result<&Batch, StageError> {
+    batch.ok_or_else(|| StageError::msg("this kind trains on images but got no batch"))
 }
 
 /// How long to train and when to checkpoint.
@@ -74,15 +71,19 @@ pub struct Trained {
     pub history: String,
 }
 
-/// Trains `model` from its newest valid checkpoint (or step 0) to `schedule.total_steps`.
-/// On an interrupt request it writes a checkpoint and returns [`StageError::Interrupted`].
+/// Trains `model` from its newest valid checkpoint (or step 0) to `schedule.total_steps`,
+/// feeding it the batches of `data` (streamed a few steps ahead) when given. On an
+/// interrupt request it writes a checkpoint and returns [`StageError::Interrupted`].
 pub fn train(
     ctx: &mut StageContext,
     schedule: &Schedule,
     model: &mut dyn Trainable,
+    mut data: Option<&mut TrainingImages>,
 ) -> Result<Trained, StageError> {
     let (start, mut history) = resume(ctx, schedule, model)?;
-    model.begin(start, schedule.total_steps)?;
+    if let Some(data) = data.as_deref_mut() {
+        data.begin(start, schedule.total_steps)?;
+    }
     let mut last_save = Instant::now();
     let minutes = Duration::from_secs_f64(schedule.every_minutes.max(0.0) * 60.0);
     let mut rate = Throughput::default();
@@ -93,8 +94,9 @@ pub fn train(
         }
         seed_torch_for_step(schedule.seed, step);
         let began = Instant::now();
-        let report = model.step(step)?;
-        rate.add(report.images, began.elapsed());
+        let batch = data.as_deref_mut().map(|d| d.next(step)).transpose()?;
+        let report = model.step(step, batch.as_ref())?;
+        rate.add(batch.as_ref().map_or(0, Batch::len), began.elapsed());
         if !report.loss.is_finite() {
             return Err(StageError::Invalid(format!(
                 "loss is {} at step {step}",
@@ -116,7 +118,8 @@ pub fn train(
             last_save = Instant::now();
         }
     }
-    report_rates(ctx, schedule.total_steps, &rate, model.data_rate());
+    let prepared = data.and_then(|d| d.data_rate());
+    report_rates(ctx, schedule.total_steps, &rate, prepared);
     Ok(Trained {
         resumed_from: start,
         history,
@@ -170,8 +173,8 @@ struct Throughput {
 }
 
 impl Throughput {
-    fn add(&mut self, images: u64, took: Duration) {
-        self.images += images;
+    fn add(&mut self, images: usize, took: Duration) {
+        self.images += images as u64;
         self.busy += took;
     }
 }
