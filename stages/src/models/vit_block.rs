@@ -37,15 +37,21 @@ impl Attention {
         }
     }
 
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
+    /// q, k, v (B, H, N, hd) of tokens (B, N, D): views of the qkv projection whose last
+    /// dimension has unit stride, as libtorch's flash and memory-efficient kernels need.
+    fn heads(&self, xs: &Tensor) -> (Tensor, Tensor, Tensor) {
         let (b, n, c) = xs.size3().expect("attention input is (B, N, D)");
-        let head_dim = c / self.num_heads;
         // (B, N, 3, H, hd) → (3, B, H, N, hd), as timm splits q, k, v.
         let qkv = xs
             .apply(&self.qkv)
-            .reshape([b, n, 3, self.num_heads, head_dim])
+            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
             .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        (qkv.get(0), qkv.get(1), qkv.get(2))
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        let (b, n, c) = xs.size3().expect("attention input is (B, N, D)");
+        let (q, k, v) = self.heads(xs);
         // Same fused kernel as timm's F.scaled_dot_product_attention (scale = hd^-0.5).
         let attended = Tensor::scaled_dot_product_attention(
             &q,
@@ -140,5 +146,34 @@ pub(crate) fn linear_init() -> nn::LinearConfig {
         },
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn attention_heads_select_a_fused_sdpa_backend() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let attn = Attention::new(vs.root(), 64, 4);
+        let xs = Tensor::randn([2, 10, 64], (Kind::Float, Device::Cpu));
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let (q, k, v) = attn.heads(&xs);
+            let (q, k, v) = (q.to_kind(kind), k.to_kind(kind), v.to_kind(kind));
+            assert_eq!(q.size(), [2, 4, 10, 16]);
+            let backend = Tensor::internal_fused_sdp_choice(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                false,
+                None,
+                false,
+            );
+            assert_ne!(backend, 0, "{kind:?}: libtorch would use its math kernel");
+        }
     }
 }

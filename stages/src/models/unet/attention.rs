@@ -25,7 +25,10 @@ pub enum AttentionKernel {
     /// Queries in chunks of the given size: exact (softmax is per query row), memory
     /// O(chunk × T) per head.
     QueryChunked(i64),
-    /// libtorch's `scaled_dot_product_attention` (flash / memory-efficient kernels).
+    /// libtorch's `scaled_dot_product_attention` on (B, H, T, d): flash attention on CPU and
+    /// CUDA (memory-efficient or cuDNN kernels where flash does not apply), O(T) memory in
+    /// the forward and the backward pass. Same math; under autocast it runs in the low dtype
+    /// with f32 accumulation and softmax inside the kernel.
     Fused,
 }
 
@@ -39,6 +42,9 @@ pub fn qkv_attention(
     let size = qkv.size();
     let (bs, width, length) = (size[0], size[1], size[2]);
     let ch = width / (3 * num_heads);
+    if kernel == AttentionKernel::Fused {
+        return fused_attention(qkv, num_heads, order);
+    }
     let (q, k, v) = match order {
         QkvOrder::Legacy => {
             let parts = qkv.reshape([bs * num_heads, 3 * ch, length]).split(ch, 1);
@@ -57,14 +63,48 @@ pub fn qkv_attention(
     attend(&q, &k, &v, kernel).reshape([bs, num_heads * ch, length])
 }
 
-/// q, k, v (N, d, T) → (N, d, T): a = softmax(qᵀk/√d)·v per query position.
+/// [`AttentionKernel::Fused`]: libtorch's `scaled_dot_product_attention` on (B, H, T, d)
+/// views. Its flash (CPU, CUDA) and memory-efficient (CUDA) kernels only take 4-D inputs
+/// whose last dimension has stride 1 and fall back to the math kernel — the full (T × T)
+/// matrix, kept for backward — otherwise; hence one copy of qkv into (B, H, T, 3, d) order
+/// first, from which q, k and v are views.
+fn fused_attention(qkv: &Tensor, num_heads: i64, order: QkvOrder) -> Tensor {
+    let (q, k, v) = heads_last(qkv, num_heads, order);
+    let (bs, _, length, ch) = q.size4().expect("heads_last returns (B, H, T, d)");
+    // softmax(q·kᵀ/√d)·v: the reference's d^(-1/4) on q and on k is the same product, and
+    // the kernels apply the scale in f32 (the math fallback splits it over q and k, too).
+    let scale = 1.0 / (ch as f64).sqrt();
+    Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false)
+        .transpose(2, 3)
+        .reshape([bs, num_heads * ch, length])
+}
+
+/// q, k, v (B, H, T, d) with unit stride along d, from qkv (B, 3·H·d, T) in either layout.
+fn heads_last(qkv: &Tensor, num_heads: i64, order: QkvOrder) -> (Tensor, Tensor, Tensor) {
+    let size = qkv.size();
+    let (bs, width, length) = (size[0], size[1], size[2]);
+    let ch = width / (3 * num_heads);
+    // Both layouts as (B, H, 3, d, T): legacy is head-major already, new is q-k-v-major.
+    let split = match order {
+        QkvOrder::Legacy => qkv.reshape([bs, num_heads, 3, ch, length]),
+        QkvOrder::New => qkv.reshape([bs, 3, num_heads, ch, length]).transpose(1, 2),
+    };
+    let tokens = split.permute([0, 1, 4, 2, 3]).contiguous();
+    (
+        tokens.select(3, 0),
+        tokens.select(3, 1),
+        tokens.select(3, 2),
+    )
+}
+
+/// q, k, v (N, d, T) → (N, d, T): a = softmax(qᵀk/√d)·v per query position, with the
+/// reference's explicit score matrix (whole, or a chunk of query rows at a time).
 fn attend(q: &Tensor, k: &Tensor, v: &Tensor, kernel: AttentionKernel) -> Tensor {
     let ch = q.size()[1];
     // The reference scales q and k by d^(-1/4) each (more stable in f16 than 1/√d once).
     let scale = 1.0 / (ch as f64).sqrt().sqrt();
     let (q, k) = (q * scale, k * scale);
     match kernel {
-        AttentionKernel::Naive => attend_rows(&q, &k, v),
         AttentionKernel::QueryChunked(chunk) => {
             let length = q.size()[2];
             let chunks: Vec<Tensor> = (0..length)
@@ -73,12 +113,8 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, kernel: AttentionKernel) -> Tensor
                 .collect();
             Tensor::cat(&chunks, 2)
         }
-        AttentionKernel::Fused => {
-            let (q, k, v) = (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
-            // q and k are already scaled, so the kernel's own scale must be 1.
-            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, 1.0, false)
-                .transpose(1, 2)
-        }
+        // Fused never gets here (see `qkv_attention`).
+        AttentionKernel::Naive | AttentionKernel::Fused => attend_rows(&q, &k, v),
     }
 }
 
@@ -215,5 +251,33 @@ impl AttentionPool2d {
             self.kernel,
         );
         h.apply(&self.c_proj).select(2, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// libtorch's `_fused_sdp_choice` code of its math (non-fused) kernel.
+    const SDP_MATH: i64 = 0;
+
+    fn backend(q: &Tensor, k: &Tensor, v: &Tensor) -> i64 {
+        Tensor::internal_fused_sdp_choice(q, k, v, None::<Tensor>, 0.0, false, None, false)
+    }
+
+    #[test]
+    fn fused_kernel_inputs_select_a_fused_backend() {
+        let qkv = Tensor::randn([2, 3 * 64, 100], (Kind::Float, Device::Cpu));
+        for kind in [Kind::Float, Kind::BFloat16] {
+            for order in [QkvOrder::Legacy, QkvOrder::New] {
+                let (q, k, v) = heads_last(&qkv.to_kind(kind), 4, order);
+                assert_eq!(q.size(), [2, 4, 100, 16]);
+                assert_ne!(backend(&q, &k, &v), SDP_MATH, "{kind:?} {order:?}");
+            }
+        }
+        // What the kernel used to pass: 3-D (B·H, T, d) transposed views, math only.
+        let q = qkv.narrow(1, 0, 64).reshape([8, 16, 100]).transpose(1, 2);
+        assert_eq!(backend(&q, &q, &q), SDP_MATH);
     }
 }
