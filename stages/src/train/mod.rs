@@ -14,6 +14,7 @@ pub mod ema;
 pub mod images;
 pub mod loader;
 pub mod lr;
+pub mod memory_format;
 pub mod named;
 pub mod optim;
 
