@@ -264,3 +264,81 @@ fn a_checkpoint_whose_bytes_changed_fails_its_hash_and_with_none_left_the_run_st
     let b = std::fs::read(again.out("autoencoder")).unwrap();
     assert!(a == b, "a run started over ends as an uninterrupted one");
 }
+
+#[test]
+fn bf16_autocast_trains_and_resumes_identically_and_fp16_on_cpu_is_refused() {
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let images = demo_image_set(tmp.path(), 10, 16, false);
+    let inputs = [("images", images)];
+    let with = |precision: &str| {
+        let mut p = params(4);
+        p["precision"] = json!(precision);
+        p
+    };
+    let f32_run = run_kind(
+        &TrainAutoencoder,
+        tmp.path(),
+        "f32",
+        with("f32"),
+        &inputs,
+        None,
+    );
+    f32_run.result.as_ref().expect("f32 run");
+    let straight = run_kind(
+        &TrainAutoencoder,
+        tmp.path(),
+        "bf16",
+        with("bf16"),
+        &inputs,
+        None,
+    );
+    straight
+        .result
+        .as_ref()
+        .expect("bf16 autocast runs on the CPU");
+    let cut = run_kind(
+        &TrainAutoencoder,
+        tmp.path(),
+        "bf16-cut",
+        with("bf16"),
+        &inputs,
+        Some(2),
+    );
+    assert!(matches!(
+        cut.result,
+        Err(StageError::Interrupted { step: 2 })
+    ));
+    let resumed = run_kind(
+        &TrainAutoencoder,
+        tmp.path(),
+        "bf16-cut",
+        with("bf16"),
+        &inputs,
+        None,
+    );
+    resumed.result.as_ref().expect("bf16 run resumes");
+    let out = |r: &resume_harness::Ran| std::fs::read(r.out("autoencoder")).unwrap();
+    assert!(
+        out(&straight) == out(&resumed),
+        "bf16 resume is byte-identical"
+    );
+    assert!(
+        out(&straight) != out(&f32_run),
+        "bf16 autocast changed the arithmetic"
+    );
+
+    let fp16 = run_kind(
+        &TrainAutoencoder,
+        tmp.path(),
+        "fp16",
+        with("fp16"),
+        &inputs,
+        None,
+    );
+    let err = fp16
+        .result
+        .expect_err("fp16 autocast needs CUDA")
+        .to_string();
+    assert!(err.contains("precision F16"), "{err}");
+}

@@ -8,7 +8,7 @@
 use super::schema::{
     batch_size_param, float, int, lr_param, optional_path, param, preset_param, slot,
 };
-use super::train_common::{schedule, schedule_params};
+use super::train_common::{mixed_precision, schedule, schedule_params};
 use super::train_image_classifier::{build_image_classifier, classify};
 use crate::losses::AeLossConfig;
 use crate::models::unet::EncoderUNetModel;
@@ -135,6 +135,7 @@ impl Stage for FinetuneDecoder {
             Some(&ae_path),
             (lr, lr),
             frozen,
+            mixed_precision(ctx, dev)?,
         )?;
         let lambda_ce = ctx.param_f64("lambda_ce")?;
         let mut state = FtState {

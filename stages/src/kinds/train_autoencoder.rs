@@ -5,7 +5,7 @@
 use super::schema::{
     batch_size_param, float, int, lr_param, optional_path, param, preset_param, slot,
 };
-use super::train_common::{schedule, schedule_params};
+use super::train_common::{mixed_precision, schedule, schedule_params};
 use crate::losses::AeLossConfig;
 use crate::train::autoencoder::{preset, AeTraining};
 use crate::train::driver::require_batch;
@@ -97,6 +97,7 @@ impl Stage for TrainAutoencoder {
             None,
             (lr, lr),
             |_| false,
+            mixed_precision(ctx, dev)?,
         )?;
         let mut state = AeState {
             training,

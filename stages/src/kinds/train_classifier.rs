@@ -8,6 +8,7 @@
 
 use super::classifier::{for_each_chunk, model_input, save, ClassifierConfig};
 use super::schema::{float, int, invalid, lr_param, one_of, param, slot, usize_param};
+use super::train_common::{mixed_precision, precision_param};
 use crate::artifact::ImageSet;
 use crate::models::vit::{VisionTransformer, VitConfig};
 use crate::report::results::{write, Predictions, PREDICTIONS_FORMAT};
@@ -15,6 +16,7 @@ use crate::train::checkpoint;
 use crate::train::determinism::set_threads;
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, Epochs, TrainingImages};
+use crate::train::mixed::{MixedPrecision, MIXED_PREFIX};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
@@ -41,6 +43,7 @@ impl Stage for TrainClassifier {
                 param("seed", int(Some(0), None), Some(0.into()), "seed of initialisation, data order and dropout"),
                 param("checkpoint_every", int(Some(0), None), Some(500.into()), "checkpoint every N steps (0 = never by count)"),
                 param("checkpoint_minutes", float(Some(0.0), None), Some(30.0.into()), "checkpoint every M minutes (0 = never by time)"),
+                precision_param(),
             ],
             inputs: vec![
                 slot("train", true, true, "labeled image sets: the real few-shot set and any selected synthetic sets"),
@@ -93,6 +96,7 @@ impl Stage for TrainClassifier {
             vs,
             model,
             optim,
+            mp: mixed_precision(ctx, device)?,
             device,
         };
         let trained = train(ctx, &schedule, &mut state, Some(&mut images))?;
@@ -148,6 +152,7 @@ struct VitState {
     vs: VarStore,
     model: VisionTransformer,
     optim: Adam,
+    mp: MixedPrecision,
     device: Device,
 }
 
@@ -156,10 +161,12 @@ impl Trainable for VitState {
         let batch = require_batch(batch)?;
         let x = model_input(batch.images(), self.model.config().image_size, self.device);
         let y = batch.labels(self.device)?;
-        let loss = self.model.forward_t(&x, true).cross_entropy_for_logits(&y);
+        let model = &self.model;
+        let loss = self
+            .mp
+            .forward(|| model.forward_t(&x, true).cross_entropy_for_logits(&y))?;
         self.optim.zero_grad();
-        loss.backward();
-        self.optim.step();
+        self.mp.backward_step(&loss, &mut self.optim);
         Ok(StepReport {
             loss: loss.double_value(&[]),
             metrics: Vec::new(),
@@ -167,11 +174,22 @@ impl Trainable for VitState {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        checkpoint::collect(&self.vs, Some(&self.optim), None)
+        let mut out = checkpoint::collect(&self.vs, Some(&self.optim), None);
+        out.extend(self.mp.state());
+        out
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        checkpoint::restore_tensors(state, &mut self.vs, Some(&mut self.optim), None)
+        let by_name = state
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        self.mp.restore(&by_name)?;
+        let model = state
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with(MIXED_PREFIX))
+            .collect();
+        checkpoint::restore_tensors(model, &mut self.vs, Some(&mut self.optim), None)
             .map_err(invalid)
     }
 }

@@ -1,16 +1,20 @@
 //! Parameters every resumable training kind shares (length, seed, checkpoint policy) and
 //! their translation into the driver's [`Schedule`].
 
-use super::schema::{float, int, param};
+use super::schema::{float, int, one_of, param};
+use crate::train::autocast::Precision;
+use crate::train::mixed::MixedPrecision;
 use crate::train::named::{restore_into, take_prefix, vars_with_prefix};
 use crate::train::optim::Adam;
 use crate::train::{Schedule, StepReport};
 use histodiff_engine::registry::ParamSpec;
 use histodiff_engine::stage::{StageContext, StageError};
 
-/// `steps`, `epochs`, `seed`, `checkpoint_every`, `checkpoint_minutes`, `metric_every`.
+/// `steps`, `epochs`, `seed`, `checkpoint_every`, `checkpoint_minutes`, `metric_every`,
+/// `precision`.
 pub fn schedule_params(default_epochs: i64) -> Vec<ParamSpec> {
     vec![
+        precision_param(),
         param(
             "steps",
             int(Some(0), None),
@@ -73,13 +77,13 @@ pub fn schedule(ctx: &StageContext, steps_per_epoch: u64) -> Result<Schedule, St
 /// One cross-entropy step of a classifier (φ or ϕ): backward, optimizer step, and the
 /// loss and batch accuracy for the progress line.
 pub fn cross_entropy_step(
+    mp: &mut MixedPrecision,
     opt: &mut Adam,
     logits: &tch::Tensor,
     labels: &tch::Tensor,
 ) -> StepReport {
     let loss = logits.cross_entropy_for_logits(labels);
-    loss.backward();
-    opt.step();
+    mp.backward_step(&loss, opt);
     let acc = logits
         .argmax(-1, false)
         .eq_tensor(labels)
@@ -93,9 +97,14 @@ pub fn cross_entropy_step(
 
 /// Checkpoint state of a classifier trained alone: its weights under `phi.`, the
 /// optimizer's moments under `opt.`.
-pub fn classifier_state(vs: &tch::nn::VarStore, opt: &Adam) -> Vec<(String, tch::Tensor)> {
+pub fn classifier_state(
+    vs: &tch::nn::VarStore,
+    opt: &Adam,
+    mp: &MixedPrecision,
+) -> Vec<(String, tch::Tensor)> {
     let mut out = vars_with_prefix(vs, "phi.");
     out.extend(opt.state_tensors("opt."));
+    out.extend(mp.state());
     out
 }
 
@@ -103,6 +112,7 @@ pub fn classifier_state(vs: &tch::nn::VarStore, opt: &Adam) -> Vec<(String, tch:
 pub fn restore_classifier(
     vs: &tch::nn::VarStore,
     opt: &mut Adam,
+    mp: &mut MixedPrecision,
     state: &[(String, tch::Tensor)],
 ) -> Result<(), StageError> {
     let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
@@ -112,5 +122,27 @@ pub fn restore_classifier(
         .map(|(k, t)| (k.clone(), t.shallow_clone()))
         .collect();
     opt.load_state_tensors("opt.", &by_name)
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()))?;
+    mp.restore(&by_name)
+}
+
+/// `precision`: f32, or autocast in bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling).
+pub fn precision_param() -> ParamSpec {
+    param(
+        "precision",
+        one_of(&["f32", "bf16", "fp16"]),
+        Some("f32".into()),
+        "f32; bf16 autocast (CPU or CUDA); fp16 autocast with loss scaling (CUDA)",
+    )
+}
+
+/// The run's mixed precision from the `precision` parameter, checked against `device`.
+pub fn mixed_precision(
+    ctx: &StageContext,
+    device: tch::Device,
+) -> Result<MixedPrecision, StageError> {
+    let name = ctx.param_str("precision")?;
+    let precision = Precision::parse(name)
+        .ok_or_else(|| StageError::Invalid(format!("unknown precision `{name}`")))?;
+    MixedPrecision::new(precision, device)
 }

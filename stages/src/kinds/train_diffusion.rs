@@ -8,7 +8,7 @@
 use super::schema::{
     batch_size_param, float, int, invalid, lr_param, one_of, param, preset_param, slot,
 };
-use super::train_common::{schedule, schedule_params};
+use super::train_common::{mixed_precision, schedule, schedule_params};
 use crate::diffusion::{BetaSchedule, EpsLoss, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
@@ -18,6 +18,8 @@ use crate::train::driver::require_batch;
 use crate::train::ema::Ema;
 use crate::train::images::{Batch, TrainingImages};
 use crate::train::lr::LrSchedule;
+use crate::train::memory_format::prepare_var_store;
+use crate::train::mixed::MixedPrecision;
 use crate::train::named::{restore_into, take_prefix, trainable, vars_with_prefix};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, DataOrder, StepReport, Trainable};
@@ -112,6 +114,8 @@ impl Stage for TrainDiffusion {
             histodiffaug_unet()
         };
         let unet = UNetModel::new(&vs.root(), &config).map_err(invalid)?;
+        // channels_last on CUDA, before the EMA and the optimizer copy the layout.
+        prepare_var_store(&vs);
         let ema = Ema::new(&vs, ctx.param_f64("ema_decay")?, true);
         let lr = ctx.param_f64("lr")?;
         let opt = Adam::from_params(trainable(&vs), AdamConfig::adamw(lr, 0.01));
@@ -129,6 +133,7 @@ impl Stage for TrainDiffusion {
             ae,
             ema,
             opt,
+            mp: mixed_precision(ctx, dev)?,
             noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
             loss: if ctx.param_str("loss")? == "l1" {
                 EpsLoss::L1
@@ -191,6 +196,7 @@ struct DmState {
     ae: AutoencoderKL,
     ema: Ema,
     opt: Adam,
+    mp: MixedPrecision,
     noise: NoiseSchedule,
     loss: EpsLoss,
     warm_up: LrSchedule,
@@ -204,12 +210,14 @@ impl Trainable for DmState {
     fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
         let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
-        let z0 = tch::no_grad(|| {
-            self.ae
-                .encode(&x, false)
-                .map(|p| p.sample() * self.scale_factor)
-        })
-        .map_err(invalid)?;
+        // The frozen encoder runs under autocast too; the latents go on in f32.
+        let z0 = self
+            .mp
+            .forward(|| tch::no_grad(|| self.ae.encode(&x, false)))?
+            .map_err(invalid)?
+            .sample()
+            .to_kind(Kind::Float)
+            * self.scale_factor;
         let b = z0.size()[0];
         let t = Tensor::randint(
             self.noise.num_timesteps() as i64,
@@ -219,13 +227,13 @@ impl Trainable for DmState {
         let eps = z0.randn_like();
         let z_t = self.noise.q_sample(&z0, &t, &eps).map_err(invalid)?;
         self.opt.zero_grad();
+        let (unet, eps_loss) = (&self.unet, self.loss);
         let loss = self
-            .loss
-            .batch_mean(&self.unet.forward_t(&z_t, &t, true), &eps);
-        loss.backward();
+            .mp
+            .forward(|| eps_loss.batch_mean(&unet.forward_t(&z_t, &t, true), &eps))?;
         let lr = self.warm_up.lr_at(self.lr, step);
         self.opt.set_lr(lr);
-        self.opt.step();
+        self.mp.backward_step(&loss, &mut self.opt);
         self.ema.update(&self.vs);
         Ok(StepReport {
             loss: loss.double_value(&[]),
@@ -237,6 +245,7 @@ impl Trainable for DmState {
         let mut out = vars_with_prefix(&self.vs, "unet.");
         out.extend(self.ema.state_tensors("ema."));
         out.extend(self.opt.state_tensors("opt."));
+        out.extend(self.mp.state());
         out
     }
 
@@ -249,6 +258,7 @@ impl Trainable for DmState {
             .map_err(|e| bad(e.to_string()))?;
         self.opt
             .load_state_tensors("opt.", &by_name)
-            .map_err(|e| bad(e.to_string()))
+            .map_err(|e| bad(e.to_string()))?;
+        self.mp.restore(&by_name)
     }
 }

@@ -5,12 +5,14 @@
 
 use super::schema::{batch_size_param, lr_param, preset_param, slot};
 use super::train_common::{
-    classifier_state, cross_entropy_step, restore_classifier, schedule, schedule_params,
+    classifier_state, cross_entropy_step, mixed_precision, restore_classifier, schedule,
+    schedule_params,
 };
 use crate::models::unet::presets::{image_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, TrainingImages};
+use crate::train::mixed::MixedPrecision;
 use crate::train::named::trainable;
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, StepReport, Trainable};
@@ -93,6 +95,7 @@ impl Stage for TrainImageClassifier {
             vs,
             phi,
             opt,
+            mp: mixed_precision(ctx, dev)?,
             device: dev,
         };
         train(ctx, &schedule, &mut state, Some(&mut images))?;
@@ -104,6 +107,7 @@ struct PhiState {
     vs: VarStore,
     phi: EncoderUNetModel,
     opt: Adam,
+    mp: MixedPrecision,
     device: Device,
 }
 
@@ -113,15 +117,15 @@ impl Trainable for PhiState {
         let x = batch.unit_range(self.device);
         let y = batch.labels(self.device)?;
         self.opt.zero_grad();
-        let logits = classify(&self.phi, &x, true);
-        Ok(cross_entropy_step(&mut self.opt, &logits, &y))
+        let logits = self.mp.forward(|| classify(&self.phi, &x, true))?;
+        Ok(cross_entropy_step(&mut self.mp, &mut self.opt, &logits, &y))
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        classifier_state(&self.vs, &self.opt)
+        classifier_state(&self.vs, &self.opt, &self.mp)
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        restore_classifier(&self.vs, &mut self.opt, &state)
+        restore_classifier(&self.vs, &mut self.opt, &mut self.mp, &state)
     }
 }

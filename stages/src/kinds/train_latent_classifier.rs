@@ -6,7 +6,8 @@
 
 use super::schema::{batch_size_param, float, invalid, lr_param, param, preset_param, slot};
 use super::train_common::{
-    classifier_state, cross_entropy_step, restore_classifier, schedule, schedule_params,
+    classifier_state, cross_entropy_step, mixed_precision, restore_classifier, schedule,
+    schedule_params,
 };
 use super::train_diffusion::load_autoencoder;
 use crate::diffusion::{BetaSchedule, NoiseSchedule};
@@ -15,6 +16,7 @@ use crate::models::unet::presets::{latent_classifier, tiny_classifier};
 use crate::models::unet::EncoderUNetModel;
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, TrainingImages};
+use crate::train::mixed::MixedPrecision;
 use crate::train::named::trainable;
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, StepReport, Trainable};
@@ -127,6 +129,7 @@ impl Stage for TrainLatentClassifier {
             phi,
             ae,
             opt,
+            mp: mixed_precision(ctx, dev)?,
             noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
             official_t0: ctx.param_bool("official_t0")?,
             scale_factor,
@@ -142,6 +145,7 @@ struct LatentState {
     phi: EncoderUNetModel,
     ae: AutoencoderKL,
     opt: Adam,
+    mp: MixedPrecision,
     noise: NoiseSchedule,
     official_t0: bool,
     scale_factor: f64,
@@ -153,12 +157,14 @@ impl Trainable for LatentState {
         let batch = require_batch(batch)?;
         let x = batch.unit_range(self.device);
         let y = batch.labels(self.device)?;
-        let z0 = tch::no_grad(|| {
-            self.ae
-                .encode(&x, false)
-                .map(|p| p.sample() * self.scale_factor)
-        })
-        .map_err(invalid)?;
+        // The frozen encoder runs under autocast too; the latents go on in f32.
+        let z0 = self
+            .mp
+            .forward(|| tch::no_grad(|| self.ae.encode(&x, false)))?
+            .map_err(invalid)?
+            .sample()
+            .to_kind(Kind::Float)
+            * self.scale_factor;
         let b = z0.size()[0];
         let (z_t, t) = if self.official_t0 {
             (z0, Tensor::zeros([b], (Kind::Int64, self.device)))
@@ -176,15 +182,15 @@ impl Trainable for LatentState {
             )
         };
         self.opt.zero_grad();
-        let logits = self.phi.forward_t(&z_t, &t, true);
-        Ok(cross_entropy_step(&mut self.opt, &logits, &y))
+        let logits = self.mp.forward(|| self.phi.forward_t(&z_t, &t, true))?;
+        Ok(cross_entropy_step(&mut self.mp, &mut self.opt, &logits, &y))
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        classifier_state(&self.vs, &self.opt)
+        classifier_state(&self.vs, &self.opt, &self.mp)
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        restore_classifier(&self.vs, &mut self.opt, &state)
+        restore_classifier(&self.vs, &mut self.opt, &mut self.mp, &state)
     }
 }

@@ -2,6 +2,8 @@
 //! LPIPSWithDiscriminator loss in two VarStores, and one alternating step (AE optimizer,
 //! then discriminator optimizer on the same batch and detached x̂, SPEC §2.5).
 
+use super::memory_format::prepare_var_store;
+use super::mixed::MixedPrecision;
 use super::named::{restore_into, take_prefix, trainable, vars_with_prefix};
 use super::optim::{Adam, AdamConfig};
 use crate::losses::{AeLossConfig, LpipsWithDiscriminator};
@@ -40,6 +42,8 @@ pub struct AeTraining {
     pub loss: LpipsWithDiscriminator,
     pub opt_ae: Adam,
     pub opt_disc: Adam,
+    /// Precision of both sides (one loss scaler when fp16).
+    pub mp: MixedPrecision,
 }
 
 /// Loss components of one step, for metrics.
@@ -64,6 +68,7 @@ impl AeTraining {
         ae_init: Option<&Path>,
         lr: (f64, f64),
         frozen: impl Fn(&str) -> bool,
+        mp: MixedPrecision,
     ) -> Result<Self, StageError> {
         let mut ae_vs = VarStore::new(device);
         let ae = AutoencoderKL::new(&ae_vs.root(), configs.0).map_err(StageError::other)?;
@@ -93,6 +98,9 @@ impl AeTraining {
             }
             (false, _) => {}
         }
+        // channels_last on CUDA, before the optimizers so their state follows the layout.
+        prepare_var_store(&ae_vs);
+        prepare_var_store(&loss_vs);
         // Both sides use Adam(β = 0.5, 0.9) as the LDM AutoencoderKL (SPEC §2.5).
         let opt_ae = optimizer(trainable(&ae_vs), lr.0);
         let opt_disc = optimizer(disc_params(&loss_vs), lr.1);
@@ -103,6 +111,7 @@ impl AeTraining {
             loss,
             opt_ae,
             opt_disc,
+            mp,
         })
     }
 
@@ -116,32 +125,33 @@ impl AeTraining {
     ) -> Result<AeStepValues, StageError> {
         self.opt_ae.zero_grad();
         self.opt_disc.zero_grad();
-        let (xrec, posterior) = self.ae.forward(x, true, true).map_err(StageError::other)?;
-        let g = self
-            .loss
-            .generator_loss(
-                x,
-                &xrec,
-                &posterior,
-                global_step,
-                Some(self.ae.last_layer()),
-                true,
-            )
-            .map_err(StageError::other)?;
-        let total = match extra(&xrec)? {
-            Some(term) => g.loss + term,
-            None => g.loss,
-        };
-        total.backward();
-        self.opt_ae.step();
+        let (ae, loss) = (&self.ae, &self.loss);
+        let (xrec, g, total) = self.mp.forward(|| -> Result<_, StageError> {
+            let (xrec, posterior) = ae.forward(x, true, true).map_err(StageError::other)?;
+            let g = loss
+                .generator_loss(
+                    x,
+                    &xrec,
+                    &posterior,
+                    global_step,
+                    Some(ae.last_layer()),
+                    true,
+                )
+                .map_err(StageError::other)?;
+            let total = match extra(&xrec)? {
+                Some(term) => &g.loss + term,
+                None => g.loss.shallow_clone(),
+            };
+            Ok((xrec, g, total))
+        })??;
+        self.mp.backward_step(&total, &mut self.opt_ae);
         // The generator's backward also reached the discriminator; start its step clean.
         self.opt_disc.zero_grad();
         let d = self
-            .loss
-            .discriminator_loss(x, &xrec, global_step, true)
+            .mp
+            .forward(|| loss.discriminator_loss(x, &xrec, global_step, true))?
             .map_err(StageError::other)?;
-        d.loss.backward();
-        self.opt_disc.step();
+        self.mp.backward_step(&d.loss, &mut self.opt_disc);
         Ok(AeStepValues {
             total: total.double_value(&[]),
             rec: g.rec,
@@ -162,6 +172,7 @@ impl AeTraining {
         );
         out.extend(self.opt_ae.state_tensors(OPT_AE));
         out.extend(self.opt_disc.state_tensors(OPT_DISC));
+        out.extend(self.mp.state());
         out
     }
 
@@ -191,7 +202,7 @@ impl AeTraining {
         self.opt_disc
             .load_state_tensors(OPT_DISC, &by_name)
             .map_err(|e| bad(e.to_string()))?;
-        Ok(())
+        self.mp.restore(&by_name)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::data_order::DataOrder;
 use super::loader::{BatchLoader, LoadedBatch, DEFAULT_PREFETCH};
+use super::memory_format::prepare_batch;
 use crate::artifact::pixels::to_unit_range;
 use crate::artifact::{ImageSet, RandomAccess};
 use histodiff_engine::stage::StageError;
@@ -180,9 +181,10 @@ impl Batch {
         &self.0.images
     }
 
-    /// Float in [-1, 1] on `device` (the AE's and the UNet's range).
+    /// Float in [-1, 1] on `device` (the AE's and the UNet's range), in the layout the
+    /// conv models run in there (channels_last on CUDA).
     pub fn unit_range(&self, device: Device) -> Tensor {
-        to_unit_range(&self.0.images.to_device(device))
+        prepare_batch(&to_unit_range(&self.0.images.to_device(device)), device)
     }
 
     /// Labels on `device` (sets are checked to be labeled when opened by such kinds).

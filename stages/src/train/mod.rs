@@ -15,6 +15,7 @@ pub mod images;
 pub mod loader;
 pub mod lr;
 pub mod memory_format;
+pub mod mixed;
 pub mod named;
 pub mod optim;
 
