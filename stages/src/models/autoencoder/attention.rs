@@ -30,9 +30,17 @@ impl AttnBlock {
         let (b, c, h, w) = xs.size4().expect("the autoencoder passes 4-d activations");
         let normed = xs.apply(&self.norm);
         // (B, C, H, W) → (B, 1 head, H·W, C): fused attention computes softmax(q kᵀ / √C) v
-        // exactly as model.py's bmm version, without materialising the (HW)² matrix on GPU.
-        let tokens =
-            |conv: &nn::Conv2D| normed.apply(conv).reshape([b, 1, c, h * w]).transpose(2, 3);
+        // exactly as model.py's bmm version, without materialising the (HW)² matrix. The
+        // copy matters: libtorch's fused kernels take only inputs whose last dimension is
+        // contiguous, and fall back to the math kernel (the whole matrix: 1 GiB per image
+        // for 16,384 positions) otherwise.
+        let tokens = |conv: &nn::Conv2D| {
+            normed
+                .apply(conv)
+                .reshape([b, 1, c, h * w])
+                .transpose(2, 3)
+                .contiguous()
+        };
         let attended = Tensor::scaled_dot_product_attention(
             &tokens(&self.q),
             &tokens(&self.k),
