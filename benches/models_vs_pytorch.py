@@ -1,25 +1,44 @@
 """Models vs PyTorch eager: runs the Rust model benchmark (stages/examples/bench_models.rs)
-and the same workloads on the reference modules in PyTorch eager, with the same thread
-count, and prints a Markdown table (optionally written into BENCHMARKS.md under
-"## Models vs PyTorch eager").
+and the same workloads on the reference modules in PyTorch eager, on the same device, in
+the same precision and with the same thread count, and prints a Markdown table (optionally
+written into BENCHMARKS.md under "## Models vs PyTorch eager", with the size, device and
+precision appended to the title when they are not the CPU defaults).
 
 Usage: python benches/models_vs_pytorch.py --rust-bin target/release/examples/bench_models
-           [--threads 1] [--iters 5] [--write BENCHMARKS.md]
-Workloads (names shared with the Rust binary):
+           [--size tiny|paper] [--device cpu|cuda|cuda:N] [--precision f32|bf16|fp16]
+           [--batch B] [--channels-last auto|on|off] [--only NAME ...]
+           [--threads 1] [--iters 3] [--rounds 3] [--write BENCHMARKS.md]
+Mixed precision is torch.autocast on both sides (libtorch autocast in Rust, see
+stages/src/train/autocast.rs), with loss scaling for fp16 training (torch.amp.GradScaler /
+LossScaler); channels_last (auto: on for CUDA) applies to the conv models on both sides.
+
+Workloads of --size tiny (the default; names shared with the Rust binary):
   vit_tiny_train_step_b8   timm VisionTransformer(32², patch 8, D 64, depth 2, 2 heads), batch 8,
                            forward + cross-entropy + backward + AdamW step
   vit_s16_train_step_b2    timm vit_small_patch16_224, batch 2, same step
   ae_tiny_train_step_b4    LDM AutoencoderKL (tests/fixtures/ref_autoencoder.py, TINY config: 32², ch 32,
-                           ch_mult [1, 2]), batch 4: L1(decode(sample), x) + 1e-6·KL, backward, AdamW
+                           ch_mult [1, 2]), batch 4: Σ|decode(sample) − x|/B + 1e-6·KL/B, backward, Adam
   unet_tiny_train_step_b4  openaimodel UNet (tests/fixtures/gen_unet.py TINY_A: 32 ch, mult (1,2,2),
                            attention at ds 2, 4, scale-shift) on 3×32×32, batch 4: t ~ U{0..999},
                            z_t = √ᾱ z0 + √(1−ᾱ) ε, L2 ε-loss, backward, AdamW
   ddim_tiny_step_b4        the same UNet, one step of a 50-step DDIM run (η = 0), batch 4
-                           (time per step; steps/s = 1000 / ms)
+                           (time per step)
   fid_inception_pool3_b2   pytorch-fid InceptionV3 pool3 (random weights), batch 2 of 64² images
+Workloads of --size paper (the paper's models and batch sizes, SPEC Appendix A; --batch overrides):
+  ae_kl_f4_train_step_b6       kl-f4 AutoencoderKL (PAPER config) on 256² images, the tiny step's loss,
+                               Adam(4.5e-6, betas 0.5/0.9)
+  unet_paper_train_step_b4     official UNet (gen_unet.py OFFICIAL_UNET, 295 M) on 3×64² latents, AdamW(5e-5)
+  phi_paper_train_step_b32     latent classifier ϕ (gen_unet.py CLASSIFIER, 64² latents, 9 classes),
+                               cross-entropy on noised latents at random t, AdamW(5e-5, wd 0.05)
+  vit_b16_train_step_b128      timm vit_base_patch16_224 (9 classes), AdamW(1e-4, wd 0.05)
+  ddim_guided_paper_step_b10   one classifier-guided DDIM step (UNet ε, ∇ log p_ϕ(y|z_t) by autograd,
+                               ε − √(1−ᾱ)·∇, η = 1), timed over the first 5 steps of a 200-step run;
+                               images/s is for a whole 200-step sampling run (decoding excluded)
+images/s = batch / time of one step (training) or batch / (200 × time of one step) (sampling).
 """
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -29,155 +48,288 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 
+DDIM_STEPS = 200
+DDIM_STEPS_TIMED = 5
+PAPER_BATCH = dict(ae=6, dm=4, phi=32, vit=128, ddim=10)
 
-def timed(iters, fn):
-    fn()
-    samples = []
-    for _ in range(max(iters, 1)):
-        start = time.perf_counter()
+
+class Run:
+    """Device, precision and layout of one benchmark run, and the timing helpers."""
+
+    def __init__(self, device, precision, channels_last, iters):
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = {"f32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.channels_last = channels_last
+        self.iters = iters
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def timed(self, fn):
+        """Median wall time of `iters` runs after one warm-up run (device work included)."""
         fn()
-        samples.append(time.perf_counter() - start)
-    return sorted(samples)[len(samples) // 2]
+        self.sync()
+        samples = []
+        for _ in range(max(self.iters, 1)):
+            start = time.perf_counter()
+            fn()
+            self.sync()
+            samples.append(time.perf_counter() - start)
+        return sorted(samples)[len(samples) // 2]
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)
+
+    def model(self, module, conv=False):
+        module = module.to(self.device)
+        return module.to(memory_format=torch.channels_last) if conv and self.channels_last else module
+
+    def randn(self, *shape, conv=False):
+        x = torch.randn(*shape, device=self.device)
+        return x.to(memory_format=torch.channels_last) if conv and self.channels_last else x
+
+    def train_step(self, module, opt, loss_fn):
+        """Times zero_grad, loss under autocast, backward (scaled in fp16), optimizer step."""
+        module.train()
+        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+        def step():
+            opt.zero_grad()
+            with self.autocast():
+                loss = loss_fn()
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+        return self.timed(step)
 
 
-def vit_step(model, batch, size, iters):
+def alphas_cumprod(device):
+    betas = torch.linspace(0.0015 ** 0.5, 0.0155 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, 0).float().to(device)
+
+
+def noised(ac, z0):
+    b = z0.shape[0]
+    t = torch.randint(0, 1000, (b,), device=z0.device)
+    eps = torch.randn_like(z0)
+    a = ac[t].reshape(b, 1, 1, 1)
+    return z0 * a.sqrt() + eps * (1.0 - a).sqrt(), t, eps
+
+
+def vit_step(run, model, batch, size):
+    model = run.model(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, 9, (batch,))
-    model.train()
-
-    def step():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return timed(iters, step)
+    x = run.randn(batch, 3, size, size)
+    y = torch.randint(0, 9, (batch,), device=run.device)
+    return run.train_step(model, opt, lambda: F.cross_entropy(model(x), y))
 
 
-def pytorch_benches():
-    import timm
-    from timm.models.vision_transformer import VisionTransformer
-    from gen_inception import build_random
+def ae_step(run, config, batch):
+    from gen_autoencoder import EMBED_DIM
+    from ref_autoencoder import AutoencoderKL
+    ae = run.model(AutoencoderKL(config, EMBED_DIM), conv=True)
+    opt = torch.optim.Adam(ae.parameters(), lr=4.5e-6, betas=(0.5, 0.9))
+    size = config["resolution"]
+    x = run.randn(batch, 3, size, size, conv=True)
 
-    def inception(iters):
-        model, _ = build_random()
-        model.eval()
-        x = torch.rand(2, 3, 64, 64)
-        with torch.no_grad():
-            return timed(iters, lambda: model(x))
+    def loss():
+        posterior = ae.encode(x)
+        rec = ae.decode(posterior.sample(torch.randn_like(posterior.mean)))
+        return (rec - x).abs().sum() / batch + posterior.kl().sum() * (1e-6 / batch)
+    return run.train_step(ae, opt, loss)
 
-    def autoencoder(iters):
-        from gen_autoencoder import EMBED_DIM, TINY
-        from ref_autoencoder import AutoencoderKL
-        ae = AutoencoderKL(TINY, EMBED_DIM)
-        ae.train()
-        opt = torch.optim.AdamW(ae.parameters(), lr=4.5e-6, weight_decay=0.01)
-        x = torch.randn(4, 3, 32, 32)
 
-        def step():
-            opt.zero_grad()
-            posterior = ae.encode(x)
-            rec = ae.decode(posterior.sample(torch.randn_like(posterior.mean)))
-            loss = (rec - x).abs().mean() + posterior.kl().mean() * 1e-6
-            loss.backward()
-            opt.step()
-        return timed(iters, step)
+def unet_step(run, config, size, batch):
+    from gen_unet import UNetModel
+    unet = run.model(UNetModel(3, **config), conv=True)
+    opt = torch.optim.AdamW(unet.parameters(), lr=5e-5, weight_decay=0.01)
+    ac = alphas_cumprod(run.device)
+    z0 = run.randn(batch, 3, size, size, conv=True)
 
-    def alphas_cumprod():
-        betas = torch.linspace(0.0015 ** 0.5, 0.0155 ** 0.5, 1000, dtype=torch.float64) ** 2
-        return torch.cumprod(1.0 - betas, 0).float()
+    def loss():
+        zt, t, eps = noised(ac, z0)
+        return ((unet(zt, t) - eps) ** 2).mean()
+    return run.train_step(unet, opt, loss)
 
-    def tiny_unet():
-        from gen_unet import TINY_A, UNetModel
-        return UNetModel(3, **TINY_A)
 
-    def unet_step(iters):
-        unet = tiny_unet()
-        unet.train()
-        opt = torch.optim.AdamW(unet.parameters(), lr=5e-5, weight_decay=0.01)
-        ac = alphas_cumprod()
-        z0 = torch.randn(4, 3, 32, 32)
+def phi_step(run, batch):
+    from gen_unet import CLASSIFIER, EncoderUNetModel
+    phi = run.model(EncoderUNetModel(64, 9, 64, **CLASSIFIER), conv=True)
+    opt = torch.optim.AdamW(phi.parameters(), lr=5e-5, weight_decay=0.05)
+    ac = alphas_cumprod(run.device)
+    z0 = run.randn(batch, 3, 64, 64, conv=True)
+    y = torch.randint(0, 9, (batch,), device=run.device)
 
-        def step():
-            t = torch.randint(0, 1000, (4,))
-            eps = torch.randn_like(z0)
-            a = ac[t].reshape(4, 1, 1, 1)
-            zt = z0 * a.sqrt() + eps * (1.0 - a).sqrt()
-            opt.zero_grad()
-            ((unet(zt, t) - eps) ** 2).mean().backward()
-            opt.step()
-        return timed(iters, step)
+    def loss():
+        zt, t, _ = noised(ac, z0)
+        return F.cross_entropy(phi(zt, t), y)
+    return run.train_step(phi, opt, loss)
 
-    def ddim_step(iters, steps=50):
-        unet = tiny_unet()
-        unet.eval()
-        ac = alphas_cumprod().double()
-        tau = list(range(0, 1000, 1000 // steps))
-        tau = [t + 1 for t in tau]
-        a = [float(ac[t]) for t in tau]
-        a_prev = [float(ac[0])] + a[:-1]
-        x_t = torch.randn(4, 3, 32, 32)
 
-        def run():
-            x = x_t
+def ddim_table(steps, eta):
+    """LDM's uniform DDIM table (τ_i = i·c + 1, a_prev_0 = ᾱ_0) as Python floats."""
+    ac = alphas_cumprod("cpu").double()
+    tau = [i * (1000 // steps) + 1 for i in range(steps)]
+    a = [float(ac[t]) for t in tau]
+    a_prev = [float(ac[0])] + a[:-1]
+    sigma = [eta * math.sqrt((1 - ap) / (1 - at) * (1 - at / ap)) for at, ap in zip(a, a_prev)]
+    return tau, a, a_prev, sigma
+
+
+def ddim_tiny_step(run, batch, steps=50):
+    from gen_unet import TINY_A, UNetModel
+    unet = run.model(UNetModel(3, **TINY_A), conv=True).eval()
+    tau, a, a_prev, _ = ddim_table(steps, 0.0)
+    x_t = run.randn(batch, 3, 32, 32, conv=True)
+
+    def sample():
+        x = x_t
+        with torch.no_grad(), run.autocast():
             for i in reversed(range(steps)):
-                t = torch.full((4,), tau[i], dtype=torch.int64)
+                t = torch.full((batch,), tau[i], dtype=torch.int64, device=run.device)
                 eps = unet(x, t)
                 x0 = (x - (1 - a[i]) ** 0.5 * eps) / a[i] ** 0.5
                 x = a_prev[i] ** 0.5 * x0 + (1 - a_prev[i]) ** 0.5 * eps
-            return x
-        with torch.no_grad():
-            return timed(iters, run) / steps
+        return x
+    return run.timed(sample) / steps
 
+
+def ddim_guided_step(run, batch):
+    """The sample stage's loop at paper size: ε_θ, ∇ log p_ϕ(y|z_t), condition_score, η = 1."""
+    from gen_unet import CLASSIFIER, OFFICIAL_UNET, EncoderUNetModel, UNetModel
+    unet = run.model(UNetModel(3, **OFFICIAL_UNET), conv=True).eval()
+    phi = run.model(EncoderUNetModel(64, 9, 64, **CLASSIFIER), conv=True).eval()
+    tau, a, a_prev, sigma = ddim_table(DDIM_STEPS, 1.0)
+    steps = list(reversed(range(DDIM_STEPS)))[:DDIM_STEPS_TIMED]
+    x_t = run.randn(batch, 3, 64, 64, conv=True)
+    y = torch.randint(0, 9, (batch,), device=run.device)
+
+    def sample():
+        x = x_t
+        with run.autocast():
+            for i in steps:
+                t = torch.full((batch,), tau[i], dtype=torch.int64, device=run.device)
+                with torch.no_grad():
+                    eps = unet(x, t)
+                with torch.enable_grad():
+                    x_in = x.detach().requires_grad_(True)
+                    log_probs = F.log_softmax(phi(x_in, t).float(), dim=-1)
+                    grad = torch.autograd.grad(log_probs[torch.arange(batch, device=run.device), y].sum(), x_in)[0]
+                with torch.no_grad():
+                    eps = eps - (1 - a[i]) ** 0.5 * grad
+                    x0 = (x - (1 - a[i]) ** 0.5 * eps) / a[i] ** 0.5
+                    direction = max(1 - a_prev[i] - sigma[i] ** 2, 0.0) ** 0.5 * eps
+                    x = a_prev[i] ** 0.5 * x0 + direction + sigma[i] * torch.randn_like(x)
+        return x
+    return run.timed(sample) / DDIM_STEPS_TIMED
+
+
+def inception(run, batch):
+    from gen_inception import build_random
+    model, _ = build_random()
+    model = run.model(model).eval()
+    x = torch.rand(batch, 3, 64, 64, device=run.device)
+
+    def forward():
+        with torch.no_grad(), run.autocast():
+            return model(x)
+    return run.timed(forward)
+
+
+def pytorch_benches(size, batch):
+    """{name: (images per timed run, fn(run) → median seconds)}, names as the Rust binary's."""
+    if size == "tiny":
+        import timm
+        from gen_autoencoder import TINY
+        from gen_unet import TINY_A
+        from timm.models.vision_transformer import VisionTransformer
+        return {
+            "vit_tiny_train_step_b8": (8, lambda r: vit_step(r, VisionTransformer(
+                img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=9), 8, 32)),
+            "vit_s16_train_step_b2": (2, lambda r: vit_step(r, timm.create_model(
+                "vit_small_patch16_224", pretrained=False, num_classes=9), 2, 224)),
+            "ae_tiny_train_step_b4": (4, lambda r: ae_step(r, TINY, 4)),
+            "unet_tiny_train_step_b4": (4, lambda r: unet_step(r, TINY_A, 32, 4)),
+            "ddim_tiny_step_b4": (4 / 50, lambda r: ddim_tiny_step(r, 4)),
+            "fid_inception_pool3_b2": (2, lambda r: inception(r, 2)),
+        }
+    import timm
+    from gen_autoencoder import PAPER
+    from gen_unet import OFFICIAL_UNET
+    b = {k: batch or v for k, v in PAPER_BATCH.items()}
     return {
-        "ae_tiny_train_step_b4": autoencoder,
-        "unet_tiny_train_step_b4": unet_step,
-        "ddim_tiny_step_b4": ddim_step,
-        "vit_tiny_train_step_b8": lambda n: vit_step(VisionTransformer(
-            img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=9), 8, 32, n),
-        "vit_s16_train_step_b2": lambda n: vit_step(timm.create_model(
-            "vit_small_patch16_224", pretrained=False, num_classes=9), 2, 224, n),
-        "fid_inception_pool3_b2": inception,
+        f"ae_kl_f4_train_step_b{b['ae']}": (b["ae"], lambda r: ae_step(r, PAPER, b["ae"])),
+        f"unet_paper_train_step_b{b['dm']}": (b["dm"], lambda r: unet_step(r, OFFICIAL_UNET, 64, b["dm"])),
+        f"phi_paper_train_step_b{b['phi']}": (b["phi"], lambda r: phi_step(r, b["phi"])),
+        f"vit_b16_train_step_b{b['vit']}": (b["vit"], lambda r: vit_step(r, timm.create_model(
+            "vit_base_patch16_224", pretrained=False, num_classes=9), b["vit"], 224)),
+        f"ddim_guided_paper_step_b{b['ddim']}": (b["ddim"] / DDIM_STEPS, lambda r: ddim_guided_step(r, b["ddim"])),
     }
 
 
-def rust_time(binary, name, threads, iters):
+def rust_time(args, name):
     """Median seconds of one workload in the Rust binary (run per workload, right next to
     the PyTorch run of the same workload, so both see the same machine load)."""
-    out = subprocess.run([binary, "--threads", str(threads), "--iters", str(iters), "--only", name],
-                         check=True, capture_output=True, text=True).stdout
+    cmd = [args.rust_bin, "--threads", str(args.threads), "--iters", str(args.iters), "--only", name,
+           "--size", args.size, "--device", args.device, "--precision", args.precision,
+           "--channels-last", args.channels_last]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     results = [json.loads(line) for line in out.strip().splitlines()]
     return results[0]["median_s"] if results else None
 
 
-def table(rows, threads, iters, binary, rounds):
+def title(args):
+    default = (args.size, args.device, args.precision) == ("tiny", "cpu", "f32")
+    return "## Models vs PyTorch eager" + ("" if default else f": {args.size} size, {args.device}, {args.precision}")
+
+
+def machine(args):
+    if args.device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(args.device))
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
+    return f"CPU ({platform.processor() or platform.machine()}), {args.threads} thread(s)"
+
+
+def table(rows, args, channels_last):
     lines = [
-        "## Models vs PyTorch eager",
+        title(args),
         "",
-        f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"{threads} thread(s); each workload alternates Rust and PyTorch for {rounds} rounds of "
-        f"{iters} timed runs (after one warm-up); times are medians over rounds, the ratio is the "
-        "median of the per-round ratios (range in brackets); "
+        f"{machine(args)}, torch {torch.__version__}, precision {args.precision} "
+        f"({'autocast' if args.precision != 'f32' else 'no autocast'}), channels_last "
+        f"{'on' if channels_last else 'off'} for the conv models; each workload alternates Rust and PyTorch for "
+        f"{args.rounds} rounds of {args.iters} timed runs (after one warm-up); times are medians over rounds, the "
+        "ratio is the median of the per-round ratios (range in brackets); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end; "
-        "ratio = Rust (tch) time / PyTorch eager time (below 1: Rust faster). "
-        f"Rust binary `{os.path.relpath(binary)}` (`cargo build -p histodiff-stages --example bench_models`; "
-        "the dev profile builds dependencies at opt-level 2 and the work is in libtorch). "
-        "Generated by `benches/models_vs_pytorch.py`.",
+        "ratio = Rust (tch) time / PyTorch eager time (below 1: Rust faster); images/s = batch / step time "
+        f"(DDIM: batch / (steps × step time), 50 steps tiny, {DDIM_STEPS} paper, decoding excluded). "
+        f"Rust binary `{os.path.relpath(args.rust_bin)}`. Generated by `benches/models_vs_pytorch.py`.",
         "",
-        "| workload | Rust tch (ms) | PyTorch eager (ms) | ratio [range] |",
-        "|---|---:|---:|---:|",
+        "| workload | Rust tch (ms) | PyTorch eager (ms) | Rust images/s | PyTorch images/s | ratio [range] |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, rust, torch_s, ratio, low, high in rows:
-        lines.append(f"| {name} | {rust * 1e3:.1f} | {torch_s * 1e3:.1f} | {ratio:.2f} [{low:.2f}–{high:.2f}] |")
+    for name, images, rust, torch_s, ratio, low, high in rows:
+        lines.append(f"| {name} | {rust * 1e3:.1f} | {torch_s * 1e3:.1f} | {images / rust:.3g} | "
+                     f"{images / torch_s:.3g} | {ratio:.2f} [{low:.2f}–{high:.2f}] |")
     return "\n".join(lines) + "\n"
 
 
-def write_section(path, section):
+def write_section(path, section, heading):
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    pattern = re.compile(r"## Models vs PyTorch eager\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(section.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    pattern = re.compile(re.escape(heading) + r"\n.*?(?=\n## |\Z)", re.S)
+    text = pattern.sub(lambda _: section.rstrip("\n"), text) if pattern.search(text) \
+        else text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
 
@@ -185,6 +337,13 @@ def write_section(path, section):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rust-bin", required=True)
+    parser.add_argument("--size", choices=["tiny", "paper"], default="tiny")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=["f32", "bf16", "fp16"], default="f32")
+    parser.add_argument("--batch", type=int, help="override every workload's batch size")
+    parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                        help="channels_last for the conv models (auto: on for CUDA)")
+    parser.add_argument("--only", nargs="*", help="workload names to run (default: all of --size)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3,
@@ -192,25 +351,37 @@ def main():
                              "of the per-round ratios, so load changes between rounds cancel)")
     parser.add_argument("--write", help="Markdown file to put the table into")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device")
+    if args.precision == "fp16" and not args.device.startswith("cuda"):
+        parser.error("--precision fp16 needs --device cuda (CPU autocast: bf16)")
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and args.device.startswith("cuda"))
+    run = Run(args.device, args.precision, channels_last, args.iters)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if run.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     rows = []
-    for name, bench in pytorch_benches().items():
+    for name, (images, bench) in pytorch_benches(args.size, args.batch).items():
+        if args.only and name not in args.only:
+            continue
         pairs = []
         for _ in range(args.rounds):
-            rust = rust_time(args.rust_bin, name, args.threads, args.iters)
+            rust = rust_time(args, name)
             if rust is None:
                 break
-            pairs.append((rust, bench(args.iters)))
+            pairs.append((rust, bench(run)))
             print(f"{name}: rust {rust:.4f}s, pytorch {pairs[-1][1]:.4f}s", file=sys.stderr)
+            if run.device.type == "cuda":
+                torch.cuda.empty_cache()
         if pairs:
             ratios = [r / p for r, p in pairs]
-            rows.append((name, statistics.median(r for r, _ in pairs), statistics.median(p for _, p in pairs),
+            rows.append((name, images, statistics.median(r for r, _ in pairs), statistics.median(p for _, p in pairs),
                          statistics.median(ratios), min(ratios), max(ratios)))
-    section = table(rows, args.threads, args.iters, args.rust_bin, args.rounds)
+    section = table(rows, args, channels_last)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, title(args))
 
 
 if __name__ == "__main__":
