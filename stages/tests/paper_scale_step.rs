@@ -144,7 +144,6 @@ fn gradient_sums(a: &Tensor, b: &Tensor) -> (f64, f64, f64, f64) {
 }
 
 fn check(case: Case) {
-    let _one = one_at_a_time();
     tch::set_num_threads(2);
     let f32_step = train_step(&case, Precision::F32);
     let bf16_step = train_step(&case, Precision::Bf16);
@@ -208,6 +207,9 @@ fn cpu(kind: Kind) -> (Kind, Device) {
 
 #[test]
 fn autoencoder_kl_f4_step_on_a_256px_image() {
+    // Held from the first draw: libtorch's generator is process-wide, and another test's
+    // manual_seed between our seeding and our initialisation would change our weights.
+    let _one = one_at_a_time();
     // The generator step of SPEC §2.5 without its two external-weight terms: LPIPS needs
     // VGG16 and LPIPS weights, and the GAN term is 0 until disc_start (50001 steps).
     // L = Σ|x − x̂| / B + 1e-6 · KL / B, with the posterior sampled with fixed noise.
@@ -244,6 +246,9 @@ fn autoencoder_kl_f4_step_on_a_256px_image() {
 
 #[test]
 fn official_unet_step_on_a_64px_latent() {
+    // Held from the first draw: libtorch's generator is process-wide, and another test's
+    // manual_seed between our seeding and our initialisation would change our weights.
+    let _one = one_at_a_time();
     // SPEC §4.2: z_t = √ᾱ_t z0 + √(1−ᾱ_t) ε at a fixed t, L2 ε-loss (paper Eq. 3), AdamW.
     tch::manual_seed(2);
     let z0 = Tensor::randn([1, 3, 64, 64], cpu(Kind::Float));
@@ -273,6 +278,9 @@ fn official_unet_step_on_a_64px_latent() {
 
 #[test]
 fn latent_classifier_step_on_a_64px_latent() {
+    // Held from the first draw: libtorch's generator is process-wide, and another test's
+    // manual_seed between our seeding and our initialisation would change our weights.
+    let _one = one_at_a_time();
     // SPEC §5.2 (paper-faithful Eq. 6): cross-entropy of ϕ(z_t, t), AdamW(5e-5, wd 0.05).
     tch::manual_seed(3);
     let z_t = Tensor::randn([1, 3, 64, 64], cpu(Kind::Float));
@@ -305,6 +313,9 @@ fn latent_classifier_step_on_a_64px_latent() {
 
 #[test]
 fn vit_b16_step_on_two_224px_images() {
+    // Held from the first draw: libtorch's generator is process-wide, and another test's
+    // manual_seed between our seeding and our initialisation would change our weights.
+    let _one = one_at_a_time();
     // SPEC §8.1: ViT-B/16, 9 classes, cross-entropy, AdamW(1e-4).
     tch::manual_seed(4);
     let images = Tensor::randn([2, 3, 224, 224], cpu(Kind::Float));
