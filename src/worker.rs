@@ -42,8 +42,17 @@ type RunWorkerFn = unsafe extern "C" fn(*const u8, usize) -> i32;
 
 fn run_in_library(job_file: &Path) -> Result<i32, String> {
     let path = library_path()?;
-    let loading =
-        |e: libloading::Error| format!("cannot load the stages library {}: {e}", path.display());
+    // libloading's message is only "dlopen failed"; the loader's own reason (a missing
+    // libtorch, say) is its source.
+    let loading = |e: libloading::Error| {
+        let why = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!(
+            "cannot load the stages library {}: {e}{why}",
+            path.display()
+        )
+    };
     // SAFETY: loading runs the library's initialisers (libtorch's); the library is ours,
     // built from this workspace, and checked for its ABI and kinds before any call.
     let library = unsafe { libloading::Library::new(&path) }.map_err(loading)?;
