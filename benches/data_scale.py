@@ -411,11 +411,13 @@ def query(db: Path, sql: str, params=()) -> list[tuple]:
         con.close()
 
 
-def measured_execution(db: Path, stage: str) -> dict | None:
+def measured_execution(db: Path, stage: str, worker_pids: set[int]) -> dict | None:
+    """The execution of `stage` that one of this run's workers ran (another invocation
+    may run in the same store at the same time, so "the newest run" is not enough)."""
     rows = query(db, """
         SELECT id, status, started, finished, worker_pid FROM executions
-        WHERE run_id = (SELECT MAX(id) FROM runs) AND stage = ? AND status <> 'cached'
-        ORDER BY id DESC LIMIT 1""", (stage,))
+        WHERE stage = ? AND status <> 'cached' ORDER BY id DESC LIMIT 50""", (stage,))
+    rows = [r for r in rows if r[4] in worker_pids]
     if not rows:
         return None
     eid, status, started, finished, pid = rows[0]
@@ -477,7 +479,7 @@ def measure_cell(build: Build, cell: Cell, args, npy_of, small_n: int, seed: int
     rec["cell_s"] = time.perf_counter() - t0
     rec["wall_s"] = r.wall_s
     rec["rusage_maxrss_mb"] = r.rusage_maxrss_kb / 1024 if r.rusage_maxrss_kb else None
-    ex = measured_execution(store_dir / ".histodiff" / "histodiff.db", stage)
+    ex = measured_execution(store_dir / ".histodiff" / "histodiff.db", stage, set(r.workers))
     rec["execution"] = ex
     if r.out_of_memory:
         rec["status"] = "memory"
