@@ -139,57 +139,92 @@ fn logs(ran: &resume_harness::Ran) -> Vec<String> {
         .collect()
 }
 
+/// An uninterrupted run of `total` steps, and a run `name` interrupted after `stop`
+/// whose checkpoints a test then damages before [`Damaged::resume`].
+struct Damaged {
+    tmp: tempfile::TempDir,
+    inputs: [(&'static str, std::path::PathBuf); 1],
+    straight: resume_harness::Ran,
+    name: &'static str,
+    total: u64,
+}
+
+impl Damaged {
+    fn new(name: &'static str, total: u64, stop: u64) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = [("images", demo_image_set(tmp.path(), 10, 16, false))];
+        let straight = run_kind(
+            &TrainAutoencoder,
+            tmp.path(),
+            "straight",
+            params(total),
+            &inputs,
+            None,
+        );
+        straight.result.as_ref().expect("uninterrupted run");
+        let cut = run_kind(
+            &TrainAutoencoder,
+            tmp.path(),
+            name,
+            params(total),
+            &inputs,
+            Some(stop),
+        );
+        assert!(
+            matches!(cut.result, Err(StageError::Interrupted { step }) if step == stop),
+            "{:?}",
+            cut.result
+        );
+        Damaged {
+            tmp,
+            inputs,
+            straight,
+            name,
+            total,
+        }
+    }
+
+    /// The interrupted run's checkpoint directory.
+    fn dir(&self) -> std::path::PathBuf {
+        self.tmp.path().join(self.name).join("checkpoints")
+    }
+
+    /// Runs `name` again to the end; returns its log. Its weights must equal the
+    /// uninterrupted run's.
+    fn resume(&self, what: &str) -> String {
+        let again = run_kind(
+            &TrainAutoencoder,
+            self.tmp.path(),
+            self.name,
+            params(self.total),
+            &self.inputs,
+            None,
+        );
+        again.result.as_ref().expect(what);
+        let a = std::fs::read(self.straight.out("autoencoder")).unwrap();
+        let b = std::fs::read(again.out("autoencoder")).unwrap();
+        assert!(
+            a == b,
+            "{what}: weights differ from the uninterrupted run's"
+        );
+        logs(&again).join("\n")
+    }
+}
+
 #[test]
 fn a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_resumes() {
     let _one_at_a_time = serial();
-    let total = 8;
-    let tmp = tempfile::tempdir().unwrap();
-    let images = demo_image_set(tmp.path(), 10, 16, false);
-    let inputs = [("images", images)];
-    let straight = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "straight",
-        params(total),
-        &inputs,
-        None,
-    );
-    straight.result.as_ref().expect("uninterrupted run");
     // Checkpoints at 3 and 6 (every 3 steps), then an interrupt after step 7 writes a third;
     // the driver keeps the two newest: 6 and 7.
-    let ran = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "damaged",
-        params(total),
-        &inputs,
-        Some(7),
-    );
-    assert!(matches!(
-        ran.result,
-        Err(StageError::Interrupted { step: 7 })
-    ));
-    let dir = tmp.path().join("damaged/checkpoints");
+    let run = Damaged::new("damaged", 8, 7);
+    let dir = run.dir();
     let kept = checkpoints(&dir);
     assert_eq!(kept.len(), 2, "two newest kept: {kept:?}");
     // A torn newest file (as a full disk or a bad copy would leave it).
-    let newest = kept[1].clone();
-    let bytes = std::fs::read(&newest).unwrap();
-    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let bytes = std::fs::read(&kept[1]).unwrap();
+    std::fs::write(&kept[1], &bytes[..bytes.len() / 2]).unwrap();
 
-    let resumed = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "damaged",
-        params(total),
-        &inputs,
-        None,
-    );
-    resumed
-        .result
-        .as_ref()
-        .expect("resumes from the previous checkpoint");
-    let log = logs(&resumed).join("\n");
+    let log = run.resume("resumes from the previous checkpoint");
     assert!(
         log.contains("set aside damaged checkpoint") && log.contains("ckpt-000000000007"),
         "the damaged file is named: {log}"
@@ -200,44 +235,13 @@ fn a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_resumes() {
     );
     let aside = dir.join("ckpt-000000000007.safetensors.damaged");
     assert!(aside.exists(), "kept for inspection as {}", aside.display());
-    let a = std::fs::read(straight.out("autoencoder")).unwrap();
-    let b = std::fs::read(resumed.out("autoencoder")).unwrap();
-    assert!(
-        a == b,
-        "resumed weights differ from the uninterrupted run's"
-    );
 }
 
 #[test]
 fn a_checkpoint_whose_bytes_changed_fails_its_hash_and_with_none_left_the_run_starts_over() {
     let _one_at_a_time = serial();
-    let total = 5;
-    let tmp = tempfile::tempdir().unwrap();
-    let images = demo_image_set(tmp.path(), 10, 16, false);
-    let inputs = [("images", images)];
-    let straight = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "straight",
-        params(total),
-        &inputs,
-        None,
-    );
-    straight.result.as_ref().expect("uninterrupted run");
-    let ran = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "flipped",
-        params(total),
-        &inputs,
-        Some(3),
-    );
-    assert!(matches!(
-        ran.result,
-        Err(StageError::Interrupted { step: 3 })
-    ));
-    let dir = tmp.path().join("flipped/checkpoints");
-    let only = checkpoints(&dir);
+    let run = Damaged::new("flipped", 5, 3);
+    let only = checkpoints(&run.dir());
     assert_eq!(only.len(), 1, "{only:?}");
     // One flipped byte near the end: the header still parses, the tensors do not match.
     let mut bytes = std::fs::read(&only[0]).unwrap();
@@ -245,24 +249,12 @@ fn a_checkpoint_whose_bytes_changed_fails_its_hash_and_with_none_left_the_run_st
     bytes[last] ^= 0x55;
     std::fs::write(&only[0], &bytes).unwrap();
 
-    let again = run_kind(
-        &TrainAutoencoder,
-        tmp.path(),
-        "flipped",
-        params(total),
-        &inputs,
-        None,
-    );
-    again.result.as_ref().expect("starts over and finishes");
-    let log = logs(&again).join("\n");
+    let log = run.resume("starts over and finishes");
     assert!(
         log.contains("content hash"),
         "the hash mismatch is reported: {log}"
     );
     assert!(log.contains("starting over from step 0"), "{log}");
-    let a = std::fs::read(straight.out("autoencoder")).unwrap();
-    let b = std::fs::read(again.out("autoencoder")).unwrap();
-    assert!(a == b, "a run started over ends as an uninterrupted one");
 }
 
 #[test]

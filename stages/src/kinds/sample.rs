@@ -186,6 +186,8 @@ impl Stage for Sample {
             metric_every: batches,
             seed,
         };
+        std::fs::create_dir_all(&state.batches)
+            .map_err(|e| StageError::Invalid(format!("{}: {e}", state.batches.display())))?;
         train(ctx, &schedule, &mut state, None)?;
         write_images(ctx, &classes, &state, batches)
     }
@@ -284,8 +286,6 @@ impl Trainable for Sampler {
             images: Vec::<u8>::try_from(pixels.flatten(0, -1)).map_err(invalid)?,
             labels: Some(classes),
         };
-        std::fs::create_dir_all(&self.batches)
-            .map_err(|e| StageError::Invalid(format!("{}: {e}", self.batches.display())))?;
         write_shard(&self.shard(batch), &images)?;
         Ok(StepReport::default())
     }

@@ -37,15 +37,6 @@ impl MixedPrecision {
         })
     }
 
-    /// Full precision (tests, and kinds without the parameter).
-    pub fn f32(device: Device) -> Self {
-        Self {
-            precision: Precision::F32,
-            device,
-            scaler: None,
-        }
-    }
-
     /// Runs a forward pass (and its loss) under autocast.
     pub fn forward<T>(&self, f: impl FnOnce() -> T) -> Result<T, StageError> {
         autocast::run(self.precision, self.device, f).map_err(StageError::other)
