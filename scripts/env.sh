@@ -19,7 +19,9 @@ histodiff_venv() {
   fi
   echo "histodiff: setting up $VENV (torch 2.13.0 + peers; first time only)" >&2
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}" "${PEERS[@]}"
+  # No pip cache: PyPI's torch wheel with its CUDA libraries is several GB, and a cached copy
+  # would double that on a CI disk.
+  "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check "${PINS[@]}" "${PEERS[@]}"
   "$VENV/bin/python" - <<'PY'
 import torch, sys
 assert torch.__version__.startswith("2.13.0"), f"torch {torch.__version__} is not 2.13.0: tch 0.26 needs libtorch 2.13.0"
