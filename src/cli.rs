@@ -35,6 +35,8 @@ pub enum Command {
         /// auto | cpu | cuda | cuda:N [default: settings.device].
         #[arg(long)]
         device: Option<String>,
+        #[command(flatten)]
+        set: SetArgs,
     },
     /// Show what `run` would execute, and why.
     Plan {
@@ -42,6 +44,8 @@ pub enum Command {
         /// Print a line for cached instances too.
         #[arg(long, short = 'a')]
         all: bool,
+        #[command(flatten)]
+        set: SetArgs,
     },
     /// Runs and executions recorded in the store.
     Status {
@@ -72,6 +76,16 @@ pub enum Command {
     /// Run one job (internal: started by the orchestrator).
     #[command(hide = true)]
     Worker { job: PathBuf },
+}
+
+/// `--set`, shared by the commands that read a pipeline.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetArgs {
+    /// Override a value of the pipeline file, as if written there (repeatable):
+    /// `params.image_size=64`, `stages.train.with.steps=10`, `settings.device=cpu`.
+    /// VALUE is YAML: `5` an integer, `0.5` a float, `true` a boolean, `[a, b]` a list.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,7 +9,7 @@ mod maintain;
 mod plan;
 mod run;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SetArgs};
 use crate::exit::{CliError, Coded, BAD_INPUT, STORE};
 pub use crate::registry::registry;
 use histodiff_engine::plan::{ExecutorKind, Plan};
@@ -34,8 +34,11 @@ pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
             pipeline,
             jobs,
             device,
-        } => run::run(&global, &pipeline, jobs, device).await,
-        Command::Plan { pipeline, all } => plan::plan(&global, &pipeline, all).await,
+            set,
+        } => run::run(&pipeline, global.overrides(jobs, device, set)).await,
+        Command::Plan { pipeline, all, set } => {
+            plan::plan(&pipeline, all, global.overrides(None, None, set)).await
+        }
         Command::Status { runs } => inspect::status(&*global.open().await?, runs).await,
         Command::Why { target } => inspect::why(&*global.open().await?, &target).await,
         Command::Lineage { target, format } => {
@@ -82,13 +85,20 @@ impl Global {
             .code(STORE)
     }
 
-    fn overrides(&self, jobs: Option<usize>, device: Option<String>) -> SettingsOverrides {
+    /// What the command line sets over the pipeline file: settings flags and `--set`s.
+    fn overrides(
+        &self,
+        jobs: Option<usize>,
+        device: Option<String>,
+        set: SetArgs,
+    ) -> SettingsOverrides {
         SettingsOverrides {
             store: self.store.clone(),
             objects: self.objects.clone(),
             executor: self.executor,
             jobs,
             device,
+            set: set.set,
             ..Default::default()
         }
     }

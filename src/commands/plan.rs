@@ -1,13 +1,19 @@
 //! `histodiff plan PIPELINE`: what `run` would execute, and why.
 
-use super::{load_plan, open_plan_store, registry, Global};
+use super::{load_plan, open_plan_store, registry};
 use crate::exit::{CliError, Coded, OK, STORE};
 use histodiff_engine::scheduler::preview::{preview, Reason, Verdict};
+use histodiff_engine::spec::SettingsOverrides;
 use std::fmt::Write;
 use std::path::Path;
 
-pub async fn plan(global: &Global, pipeline: &Path, all: bool) -> Result<i32, CliError> {
-    let plan = load_plan(pipeline, &registry(), &global.overrides(None, None))?;
+/// `overrides`: the settings flags and `--set`s of the command line.
+pub async fn plan(
+    pipeline: &Path,
+    all: bool,
+    overrides: SettingsOverrides,
+) -> Result<i32, CliError> {
+    let plan = load_plan(pipeline, &registry(), &overrides)?;
     let store = open_plan_store(&plan).await?;
     let verdicts = preview(&plan, &store).await.code(STORE)?;
     let mut out = String::new();

@@ -1,7 +1,7 @@
 //! `histodiff run PIPELINE`: execute what is not cached. Ctrl-C once asks workers to
 //! checkpoint and waits for them; twice kills them.
 
-use super::{load_plan, open_plan_store, registry, Global};
+use super::{load_plan, open_plan_store, registry};
 use crate::exit::{CliError, Coded, BAD_INPUT, INTERRUPTED, OK, STAGE_FAILED, STORE};
 use crate::progress::Progress;
 use histodiff_engine::executor::local::LocalExecutor;
@@ -10,21 +10,14 @@ use histodiff_engine::executor::{Cancel, Executor};
 use histodiff_engine::plan::ExecutorKind;
 use histodiff_engine::scheduler::resources::Capacity;
 use histodiff_engine::scheduler::{RunSummary, Scheduler};
+use histodiff_engine::spec::SettingsOverrides;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-pub async fn run(
-    global: &Global,
-    pipeline: &Path,
-    jobs: Option<usize>,
-    device: Option<String>,
-) -> Result<i32, CliError> {
-    let plan = Arc::new(load_plan(
-        pipeline,
-        &registry(),
-        &global.overrides(jobs, device),
-    )?);
+/// `overrides`: the settings flags and `--set`s of the command line.
+pub async fn run(pipeline: &Path, overrides: SettingsOverrides) -> Result<i32, CliError> {
+    let plan = Arc::new(load_plan(pipeline, &registry(), &overrides)?);
     let executor: Arc<dyn Executor> = match plan.settings.executor {
         ExecutorKind::Local => {
             Arc::new(LocalExecutor::new(std::env::current_exe().code(BAD_INPUT)?))

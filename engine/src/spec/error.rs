@@ -12,6 +12,9 @@ pub struct SpecError {
     pub file: PathBuf,
     /// 1-based line and column; `0:0` when the problem has no place (unreadable file).
     pub pos: Pos,
+    /// The `--set PATH=VALUE` argument the offending node came from; `pos` is then no
+    /// place in the file and is not printed.
+    pub set: Option<String>,
     /// The stage the problem belongs to, if any.
     pub stage: Option<String>,
     /// The key within the stage (or the top-level key) the problem belongs to, if any.
@@ -22,7 +25,9 @@ pub struct SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
-        if self.pos.line > 0 {
+        if let Some(set) = &self.set {
+            write!(f, ": --set {set}")?;
+        } else if self.pos.line > 0 {
             write!(f, ":{}:{}", self.pos.line, self.pos.col)?;
         }
         f.write_str(": ")?;
@@ -89,6 +94,8 @@ pub struct Diagnostics {
     file: PathBuf,
     errors: Vec<SpecError>,
     seen: HashSet<(Pos, String)>,
+    /// The `--set` arguments, so that a report at [`Pos::from_set`] can name its argument.
+    sets: Vec<String>,
     /// Reports made, counting repeats: lets a caller see that a step failed even when its
     /// message was already recorded for an earlier instance.
     attempts: usize,
@@ -100,7 +107,16 @@ impl Diagnostics {
             file,
             errors: Vec::new(),
             seen: HashSet::new(),
+            sets: Vec::new(),
             attempts: 0,
+        }
+    }
+
+    /// Lets reports at [`Pos::from_set`] positions name their `--set` argument.
+    pub fn with_sets(self, sets: &[String]) -> Self {
+        Diagnostics {
+            sets: sets.to_vec(),
+            ..self
         }
     }
 
@@ -113,6 +129,7 @@ impl Diagnostics {
         self.errors.push(SpecError {
             file: self.file.clone(),
             pos,
+            set: pos.set_index().and_then(|i| self.sets.get(i).cloned()),
             stage: ctx.stage.map(str::to_string),
             key: ctx.key.map(str::to_string),
             message,

@@ -5,7 +5,9 @@
 //! tree into pipeline-shaped structs, checking structure; the resolvers ([`stages`],
 //! [`dag`], [`expand`]) check kinds, schemas and references against the [`Registry`] and
 //! expand matrices into instances. Every problem is collected with its file, line, column,
-//! stage and key, and reported together in [`SpecErrors`].
+//! stage and key, and reported together in [`SpecErrors`]. Command-line `--set` overrides
+//! (`overrides`) edit the tree between the first two layers, so they act exactly as the
+//! same values written in the file.
 
 mod command;
 mod dag;
@@ -14,6 +16,7 @@ mod expand;
 pub mod fanout;
 pub mod interp;
 pub mod matrix;
+mod overrides;
 mod raw;
 pub mod resources;
 mod schema;
@@ -78,21 +81,25 @@ pub fn load(
 }
 
 /// Validates pipeline `text` as if read from `path` (relative paths in it are resolved
-/// against `path`'s directory; errors name `path`).
+/// against `path`'s directory; errors name `path`). `overrides.set` edits the parsed
+/// document first, so everything below sees the overridden values.
 pub fn load_str(
     text: &str,
     path: &Path,
     registry: &Registry,
     overrides: &SettingsOverrides,
 ) -> Result<Plan, SpecErrors> {
-    let mut diag = Diagnostics::new(path.to_path_buf());
-    let root = match yaml::parse(text) {
+    let mut diag = Diagnostics::new(path.to_path_buf()).with_sets(&overrides.set);
+    // Malformed `--set`s are reported even when the file does not parse.
+    let sets = overrides::parse_all(&overrides.set, &mut diag);
+    let mut root = match yaml::parse(text) {
         Ok(root) => root,
         Err(e) => {
             diag.report(e.pos, Ctx::default(), e.message);
             return Err(diag.into_errors());
         }
     };
+    overrides::apply(&mut root, &sets, &mut diag);
     let raw = raw::read(&root, &mut diag);
     let base_dir = base_dir(path);
     let plan = resolve(raw, path, &base_dir, registry, overrides, &mut diag);

@@ -8,7 +8,7 @@ use super::yaml::{Node, Pos, Value};
 use std::collections::HashMap;
 
 const TOP_KEYS: &[&str] = &["version", "name", "settings", "params", "stages"];
-const STAGE_KEYS: &[&str] = &[
+pub const STAGE_KEYS: &[&str] = &[
     "uses",
     "with",
     "inputs",

@@ -22,6 +22,10 @@ pub struct SettingsOverrides {
     pub device: Option<String>,
     pub jobs: Option<usize>,
     pub salt: Option<String>,
+    /// `--set PATH=VALUE` arguments, in order. Unlike the fields above they edit the
+    /// document itself (`params`, `settings`, `stages`), before anything reads it (see
+    /// `spec/overrides.rs`). A field above still wins over `--set settings.…`.
+    pub set: Vec<String>,
 }
 
 /// The default settings for a pipeline in `base_dir`.

@@ -14,16 +14,36 @@ use std::fmt;
 /// Largest pipeline file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
-/// A 1-based line and column in the pipeline file; `0:0` when unknown.
+/// A 1-based line and column in the pipeline file; `0:0` when unknown. `0:N` (N ≥ 1)
+/// marks a node that came from the N-th `--set` argument rather than from the file
+/// ([`Pos::from_set`]), so that its errors can name that argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Pos {
     pub line: u32,
     pub col: u32,
 }
 
+impl Pos {
+    /// The position of every node given by the `index`-th (0-based) `--set` argument.
+    pub fn from_set(index: usize) -> Pos {
+        Pos {
+            line: 0,
+            col: u32::try_from(index).map_or(u32::MAX, |i| i.saturating_add(1)),
+        }
+    }
+
+    /// The 0-based index of the `--set` argument this position stands for, if any.
+    pub fn set_index(self) -> Option<usize> {
+        (self.line == 0 && self.col > 0).then(|| self.col as usize - 1)
+    }
+}
+
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.col)
+        match self.set_index() {
+            Some(i) => write!(f, "--set #{}", i + 1),
+            None => write!(f, "{}:{}", self.line, self.col),
+        }
     }
 }
 
