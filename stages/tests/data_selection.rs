@@ -2,9 +2,18 @@
 //! centroid rule with its nearest-centroid filter and shortfall handling.
 
 use histodiff_stages::data::selection::{
-    centroid_distance, centroids, l2_normalise, ratio_quotas, select_by_centroid, select_random,
-    Shortfall,
+    centroid_distance, centroids, check_pool, filled_per_class, l2_normalise, ratio_quotas,
+    select_by_centroid, select_random, Shortfall,
 };
+use histodiff_stages::data::subset::{class_quotas, PerClass, SubsetSize};
+
+/// NCT-CRC-HE-100K's classes and per-class counts (SPEC §9.1).
+const CRC_CLASSES: [&str; 9] = [
+    "ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM",
+];
+const CRC_COUNTS: [usize; 9] = [
+    10_407, 10_566, 11_512, 11_557, 8_896, 13_536, 8_763, 10_446, 14_317,
+];
 
 #[test]
 fn quotas_follow_the_ratio_per_class() {
@@ -71,4 +80,48 @@ fn centroid_rule_filters_then_sorts_by_distance() {
         vec![1, 0, 2, 3]
     );
     assert!(!filled[2].passed_filter);
+}
+
+/// The paper's 300 % against the former pool of 2,000 per class: S' is the stratified 5 %
+/// (716 TUM, 677 MUS), so the quotas are 2,148 and 2,031, and the error says what suffices.
+#[test]
+fn a_pool_smaller_than_a_quota_is_refused_with_the_per_class_that_suffices() {
+    let real = class_quotas(
+        &CRC_COUNTS,
+        PerClass::Stratified,
+        SubsetSize::Fraction(0.05),
+    )
+    .unwrap();
+    assert_eq!(real, vec![520, 528, 576, 578, 445, 677, 438, 522, 716]);
+    let quotas = ratio_quotas(&real, 3.0);
+    let classes: Vec<String> = CRC_CLASSES.iter().map(|c| c.to_string()).collect();
+    let err = check_pool(&[2000; 9], &quotas, &classes, 3.0, "pool")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ratio 3.0 needs 2,148 TUM images but the pool has 2,000")
+            && err.contains("2,031 MUS images but the pool has 2,000")
+            && err.ends_with("set the pool's per_class (stage `pool`) to at least 2,148"),
+        "{err}"
+    );
+    assert!(!err.contains("LYM"), "LYM's 1,734 fits: {err}");
+    check_pool(&[2148; 9], &quotas, &classes, 3.0, "pool").unwrap();
+    check_pool(&[3000; 9], &quotas, &classes, 3.0, "pool").unwrap();
+}
+
+#[test]
+fn filled_images_are_counted_per_class() {
+    let centres = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+    // Class 0: two that pass, one that looks like class 1; class 1: one that passes.
+    let pool = vec![
+        vec![0.9, 0.1],
+        vec![1.0, 0.0],
+        vec![0.1, 0.9],
+        vec![0.0, 1.0],
+    ];
+    let labels = vec![0, 0, 0, 1];
+    let chosen = select_by_centroid(&pool, &labels, &centres, &[3, 1], Shortfall::Fill).unwrap();
+    assert_eq!(filled_per_class(&chosen, &labels, 2), vec![1, 0]);
+    let enough = select_by_centroid(&pool, &labels, &centres, &[2, 1], Shortfall::Fill).unwrap();
+    assert_eq!(filled_per_class(&enough, &labels, 2), vec![0, 0]);
 }

@@ -84,7 +84,7 @@ fn report_rows_join_fid_and_paper_numbers() {
     let samples = dir.join("samples");
     let mut w = ImageSetWriter::create(&samples, vec!["A".into(), "B".into()], 8, 10).unwrap();
     for k in 0..4 {
-        w.push_chw(&vec![k as u8 * 60; 3 * 64], Some(k % 2), format!("s{k}"))
+        w.push_chw(&[k as u8 * 60; 3 * 64], Some(k % 2), format!("s{k}"))
             .unwrap();
     }
     w.finish().unwrap();
@@ -317,5 +317,102 @@ fn loss_curves_are_plotted_with_a_legend() {
     assert!(
         err.contains("history.csv") && err.contains("line 2"),
         "{err}"
+    );
+}
+
+/// Rows of the ablations carry their variant from evaluate's `variant` parameter, and
+/// the report prints report/paper.rs's label and numbers for exactly that setting.
+#[test]
+fn report_rows_carry_the_paper_numbers_of_their_variant() {
+    use histodiff_stages::kinds::evaluate::Evaluate;
+    use histodiff_stages::report::paper::{label, lookup};
+    let tmp = temp_dir("report-variants");
+    let dir = tmp.path();
+    let predictions = dir.join("predictions.json");
+    write(
+        &predictions,
+        &Predictions {
+            format: "histodiff/predictions".into(),
+            classes: vec!["A".into(), "B".into()],
+            truth: vec![0, 0, 1, 1],
+            predicted: vec![0, 1, 1, 1],
+            sources: vec![],
+            train_real: None,
+            train_synthetic: None,
+        },
+    )
+    .unwrap();
+    // (variant, method, ratio) of a full row, a no-finetune row and a no-pretrain row.
+    let settings = [
+        ("full", "centroid", 2.0),
+        ("no-finetune", "centroid", 3.0),
+        ("no-pretrain", "random", 0.5),
+    ];
+    let mut results = Vec::new();
+    for (k, (variant, method, ratio)) in settings.iter().enumerate() {
+        let ran = run_stage(
+            &Evaluate,
+            dir,
+            &format!("evaluate-{k}"),
+            json!({ "variant": variant }),
+            &[("predictions", vec![predictions.clone()])],
+            dir,
+        );
+        ran.result.as_ref().unwrap();
+        results.push(InputArtifact {
+            hash: ArtifactHash("12".repeat(32)),
+            path: ran.out("evaluation"),
+            producer: format!("evaluate-{k}"),
+            coords: serde_json::from_value(json!({"method": method, "ratio": ratio})).unwrap(),
+        });
+    }
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report",
+        json!({}),
+        vec![("results", results)],
+    );
+    ran.result.as_ref().unwrap();
+    let csv = std::fs::read_to_string(ran.out("report").join("table.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (variant, method, ratio) in settings {
+        let paper = lookup(variant, method, ratio).unwrap();
+        assert_eq!(paper.setting.variant, variant);
+        let row: Vec<&str> = csv
+            .lines()
+            .find(|l| l.starts_with(&format!("{variant},{method},{ratio},")))
+            .unwrap_or_else(|| panic!("no {variant} {method} {ratio} row: {csv}"))
+            .split(',')
+            .collect();
+        assert_eq!(
+            row[column("setting")],
+            label(variant, method, ratio),
+            "{csv}"
+        );
+        for (name, value) in [
+            ("paper FID", paper.fid.unwrap()),
+            ("paper Acc", paper.accuracy),
+            ("paper F1", paper.f1),
+            ("paper Sens", paper.sensitivity),
+            ("paper Spec", paper.specificity),
+        ] {
+            assert_eq!(
+                row[column(name)],
+                format!("{value:.3}"),
+                "{variant} {name}: {csv}"
+            );
+        }
+        assert_eq!(row[column("filled")], "–", "no selection recorded: {csv}");
+    }
+    // The labels a reader sees, and supp. Table 1's numbers rather than the main table's.
+    assert!(
+        csv.contains(",no-finetune: selective 300 %,") && csv.contains(",21.682,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",no-pretrain: random 50 %,") && csv.contains(",5.687,"),
+        "{csv}"
     );
 }

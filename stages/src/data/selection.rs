@@ -14,6 +14,63 @@ pub fn ratio_quotas(real_counts: &[usize], ratio: f64) -> Vec<usize> {
         .collect()
 }
 
+/// Refuses quotas the pool cannot meet even before any filtering, so a pool too small
+/// for a ratio fails in seconds rather than after the pool's features are computed. The
+/// error names every short class and the per-class pool size that would suffice: the
+/// largest quota, since `histodiffusion/sample` makes the same number of every class.
+pub fn check_pool(
+    pool_counts: &[usize],
+    quotas: &[usize],
+    classes: &[String],
+    ratio: f64,
+    pool_name: &str,
+) -> Result<(), DataError> {
+    let mut short: Vec<(usize, usize, usize)> = quotas
+        .iter()
+        .zip(pool_counts)
+        .enumerate()
+        .filter(|(_, (&need, &have))| have < need)
+        .map(|(c, (&need, &have))| (c, need, have))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    // The largest shortfall first: it is the one that sets the per_class to ask for.
+    short.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let short: Vec<String> = short
+        .into_iter()
+        .map(|(c, need, have)| {
+            let name = classes
+                .get(c)
+                .map_or_else(|| format!("class {c}"), Clone::clone);
+            format!(
+                "{} {name} images but the pool has {}",
+                thousands(need),
+                thousands(have)
+            )
+        })
+        .collect();
+    let suffices = quotas.iter().copied().max().unwrap_or(0);
+    Err(DataError::Invalid(format!(
+        "ratio {ratio:?} needs {}; sample a larger pool: set the pool's per_class (stage `{pool_name}`) to at least {}",
+        short.join(", and "),
+        thousands(suffices)
+    )))
+}
+
+/// 2148 → "2,148", as the error messages print counts.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// What to do when fewer candidates than N_c pass the nearest-centroid filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortfall {
@@ -164,4 +221,18 @@ pub fn select_by_centroid(
         chosen.extend(passed.into_iter().take(quotas[c]));
     }
     Ok(chosen)
+}
+
+/// Images of each class that only [`Shortfall::Fill`] let in (they failed the filter).
+pub fn filled_per_class(chosen: &[Selected], pool_labels: &[i64], n_classes: usize) -> Vec<usize> {
+    let mut filled = vec![0; n_classes];
+    for s in chosen.iter().filter(|s| !s.passed_filter) {
+        let class = pool_labels
+            .get(s.index)
+            .and_then(|&l| usize::try_from(l).ok());
+        if let Some(n) = class.and_then(|c| filled.get_mut(c)) {
+            *n += 1;
+        }
+    }
+    filled
 }

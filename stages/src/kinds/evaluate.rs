@@ -1,14 +1,17 @@
 //! `histodiffusion/evaluate`: accuracy, F1, sensitivity and specificity (weighted and
 //! macro) from the global confusion matrix of a classifier's test-set predictions
 //! (SPEC §8.3; the official per-batch averaging is not reproduced on purpose). Writes
-//! `evaluation.json`, which `report/table` gathers.
+//! `evaluation.json`, which `report/table` gathers. The evaluation also says which row of
+//! the report it is: the model `variant` (a parameter) and, when the `selection` input is
+//! wired to the select instance the classifier was trained on, what that selection did.
 
-use super::schema::{invalid, slot};
+use super::schema::{invalid, param, slot};
 use crate::metrics::classification::{ConfusionMatrix, MetricsError};
 use crate::report::results::{
-    read, write, Evaluation, Predictions, EVALUATION_FORMAT, PREDICTIONS_FORMAT,
+    read, write, Evaluation, Predictions, SelectionSummary, EVALUATION_FORMAT, FULL_VARIANT,
+    PREDICTIONS_FORMAT, SELECTION_FORMAT,
 };
-use histodiff_engine::registry::KindSpec;
+use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 
 pub struct Evaluate;
@@ -17,14 +20,27 @@ impl Stage for Evaluate {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "histodiffusion/evaluate".into(),
-            version: 1,
-            params: vec![],
-            inputs: vec![slot(
-                "predictions",
-                true,
-                false,
-                "test-set predictions of a trained classifier (train-classifier's `predictions`)",
+            version: 2,
+            params: vec![param(
+                "variant",
+                ParamType::String,
+                Some(FULL_VARIANT.into()),
+                "model variant of this row: full, or the ablations no-finetune and no-pretrain (the report prints the paper's numbers for these three)",
             )],
+            inputs: vec![
+                slot(
+                    "predictions",
+                    true,
+                    false,
+                    "test-set predictions of a trained classifier (train-classifier's `predictions`)",
+                ),
+                slot(
+                    "selection",
+                    false,
+                    false,
+                    "the `selection` output of the select instance the classifier's synthetic images came from (for the report's `filled` column)",
+                ),
+            ],
             outputs: vec!["evaluation".into()],
             resumable: false,
             doc: "accuracy, F1, sensitivity, specificity and confusion matrix on the test set"
@@ -40,8 +56,10 @@ impl Stage for Evaluate {
             input.path.clone()
         };
         let predictions: Predictions = read(&path, PREDICTIONS_FORMAT).map_err(invalid)?;
-        let evaluation = evaluate(&predictions)
+        let mut evaluation = evaluate(&predictions)
             .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
+        evaluation.variant = variant(ctx)?;
+        evaluation.selection = selection(ctx, &predictions)?;
         for (name, value) in [
             ("accuracy", evaluation.accuracy),
             ("f1_weighted", evaluation.weighted.f1),
@@ -57,6 +75,36 @@ impl Stage for Evaluate {
         ));
         write(&ctx.output_path("evaluation"), &evaluation).map_err(invalid)?;
         Ok(())
+    }
+}
+
+fn variant(ctx: &StageContext) -> Result<String, StageError> {
+    let variant = ctx.param_str("variant")?.trim();
+    if variant.is_empty() {
+        return Err(StageError::Invalid(
+            "histodiffusion/evaluate: param `variant` is empty; use full, no-finetune, no-pretrain or a name of your own".into(),
+        ));
+    }
+    Ok(variant.to_string())
+}
+
+/// The optional `selection` input, checked against the classifier it claims to describe:
+/// a selection of another size than the classifier's synthetic training images is
+/// wired to the wrong select instance, and its counts would mislabel the row.
+fn selection(
+    ctx: &StageContext,
+    predictions: &Predictions,
+) -> Result<Option<SelectionSummary>, StageError> {
+    let Some(input) = ctx.inputs("selection").first() else {
+        return Ok(None);
+    };
+    let summary: SelectionSummary = read(&input.path, SELECTION_FORMAT).map_err(invalid)?;
+    match predictions.train_synthetic {
+        Some(n) if n != summary.count => Err(StageError::Invalid(format!(
+            "histodiffusion/evaluate: input `selection` ({}) chose {} images, but the classifier was trained on {n} synthetic images; wire the select instance it was trained on",
+            input.producer, summary.count
+        ))),
+        _ => Ok(Some(summary)),
     }
 }
 
@@ -79,5 +127,7 @@ pub fn evaluate(predictions: &Predictions) -> Result<Evaluation, MetricsError> {
         macro_avg: report.macro_avg,
         train_real: predictions.train_real,
         train_synthetic: predictions.train_synthetic,
+        variant: FULL_VARIANT.into(),
+        selection: None,
     })
 }

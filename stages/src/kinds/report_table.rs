@@ -1,8 +1,10 @@
 //! `report/table`: gathers evaluation results (and FIDs, and sample sets) of a sweep into
 //! a Table 1 style report directory: `table.md`, `table.csv`, `rows.json` (every row with
-//! its lineage and full metrics) and `grid-<instance>.png` sample grids. Rows are named
-//! from the producers' matrix coordinates (`method`, `ratio`, `variant`); an FID joins
-//! the row whose coordinates it shares.
+//! its lineage and full metrics) and `grid-<instance>.png` sample grids. Each row is
+//! named by its evaluation: the model `variant` (evaluate's parameter) and the method and
+//! ratio of the selection it was trained on (evaluate's `selection` input; the
+//! producer's matrix coordinates when it has none). An FID joins the row whose
+//! coordinates it shares.
 
 use super::schema::{int, invalid, param, slot, usize_param};
 use crate::artifact::ImageSet;
@@ -22,7 +24,7 @@ impl Stage for ReportTable {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "report/table".into(),
-            version: 1,
+            version: 2,
             params: vec![
                 param(
                     "title",
@@ -98,7 +100,7 @@ impl Stage for ReportTable {
         let title = ctx.param_str("title")?.to_string();
         write(&out.join("table.csv"), &csv(&rows))?;
         let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
-            "setting": r.label(), "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid,
+            "setting": r.label(), "variant": r.variant, "filled": r.filled, "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid,
         })).collect();
         write(
             &out.join("rows.json"),
@@ -170,29 +172,35 @@ fn shares_coords(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> bo
     agree && (shared > 0 || (a.is_empty() && b.is_empty()))
 }
 
+/// The row of one evaluation. Method and ratio come from the selection the evaluation
+/// records (what select actually did); without one, from the matrix coordinates, where a
+/// missing method means the baseline.
 fn row_of(a: &InputArtifact, evaluation: Evaluation, fid: Option<FidResult>) -> Row {
-    let text = |k: &str| a.coords.get(k).and_then(|v| v.as_str().map(str::to_string));
-    let ratio = a.coords.get("ratio").and_then(Value::as_f64).unwrap_or(0.0);
-    let method = text("method").unwrap_or_else(|| {
-        if ratio > 0.0 {
-            "centroid".into()
-        } else {
-            "none".into()
-        }
-    });
+    let (method, ratio) = match &evaluation.selection {
+        Some(s) => (s.method.clone(), s.ratio),
+        None => method_from_coords(&a.coords),
+    };
     Row {
-        variant: text("variant").unwrap_or_else(|| "full".into()),
-        method: if method == "selective" {
-            "centroid".into()
-        } else {
-            method
-        },
+        variant: evaluation.variant.clone(),
+        method,
         ratio,
+        filled: evaluation.selection.as_ref().map(|s| s.filled_total),
         evaluation,
         fid,
         producer: a.producer.clone(),
         hash: a.hash.0.clone(),
     }
+}
+
+fn method_from_coords(coords: &BTreeMap<String, Value>) -> (String, f64) {
+    let ratio = coords.get("ratio").and_then(Value::as_f64).unwrap_or(0.0);
+    let method = match coords.get("method").and_then(Value::as_str) {
+        Some("selective") => "centroid",
+        Some(m) => m,
+        None if ratio > 0.0 => "centroid",
+        None => "none",
+    };
+    (method.to_string(), ratio)
 }
 
 fn file_safe(s: &str) -> String {

@@ -2,11 +2,16 @@
 //! class they were generated for) to add X % = ratio·|real| to the few-shot set
 //! (SPEC §7). `random` draws N_c = round(ratio·n_c) uniformly per class; `centroid`
 //! keeps the candidates nearest to the class centroid of the real images' features after
-//! a nearest-centroid filter (HistoGAN-style selective augmentation).
+//! a nearest-centroid filter (HistoGAN-style selective augmentation). Output `selection`
+//! records what was chosen, including how many images `shortfall: fill` let in although
+//! the filter rejected them; `histodiffusion/evaluate` carries it into the report's row.
 
 use super::schema::{float, int, invalid, one_of, param, slot};
 use crate::artifact::{ImageSet, ImageSetWriter, DEFAULT_SHARD_SIZE};
-use crate::data::selection::{ratio_quotas, select_by_centroid, select_random, Shortfall};
+use crate::data::selection::{
+    check_pool, filled_per_class, ratio_quotas, select_by_centroid, select_random, Shortfall,
+};
+use crate::report::results::{write, SelectionSummary, SELECTION_FORMAT};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 
@@ -16,20 +21,20 @@ impl Stage for Select {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "histodiffusion/select".into(),
-            version: 1,
+            version: 2,
             params: vec![
                 param("method", one_of(&["random", "centroid"]), Some("centroid".into()), "random, or centroid distance (the paper's selective augmentation)"),
                 param("ratio", float(Some(0.0), Some(100.0)), None, "synthetic images per real image, per class (0.5 = 50 %)"),
                 param("seed", int(Some(0), None), Some(0.into()), "seed of the random draw"),
                 param("shortfall", one_of(&["error", "fill"]), Some("error".into()),
-                    "centroid: when too few candidates pass the nearest-centroid filter, fail or fill with the nearest rejected ones"),
+                    "centroid: when too few candidates pass the nearest-centroid filter, fail or fill with the nearest rejected ones (counted in the `selection` output)"),
             ],
             inputs: vec![
                 slot("pool", true, false, "candidate synthetic images (labeled by conditioning class)"),
                 slot("real", true, false, "the real labeled few-shot set (class sizes and centroids)"),
                 slot("features", false, false, "centroid: the classifier whose features are compared (baseline trained on real images)"),
             ],
-            outputs: vec!["images".into()],
+            outputs: vec!["images".into(), "selection".into()],
             resumable: false,
             doc: "random or centroid-distance selection of synthetic images to an augmentation ratio".into(),
         }
@@ -45,28 +50,18 @@ impl Stage for Select {
                 pm.classes, rm.classes
             )));
         }
-        let quotas = ratio_quotas(&rm.class_counts(), ctx.param_f64("ratio")?);
+        let ratio = ctx.param_f64("ratio")?;
+        let method = Method::parse(ctx.param_str("method")?);
+        let quotas = ratio_quotas(&rm.class_counts(), ratio);
+        check_quotas(ctx, &pool, &quotas, ratio, method)?;
         let pool_labels: Vec<i64> = pm.items.iter().map(|i| i.label.unwrap_or(-1)).collect();
-        let chosen: Vec<usize> = match ctx.param_str("method")? {
-            "random" => select_random(&pool_labels, &quotas, ctx.param_i64("seed")? as u64)
-                .map_err(invalid)?,
-            _ => {
-                let shortfall = if ctx.param_str("shortfall")? == "fill" {
-                    Shortfall::Fill
-                } else {
-                    Shortfall::Error
-                };
-                let (pool_f, centres) = super::features::pool_and_centroids(ctx, &pool, &real)?;
-                let picked =
-                    select_by_centroid(&pool_f, &pool_labels, &centres, &quotas, shortfall)
-                        .map_err(invalid)?;
-                let filled = picked.iter().filter(|s| !s.passed_filter).count();
-                if filled > 0 {
-                    ctx.log(format!("{filled} images taken to fill a shortfall after the nearest-centroid filter"));
-                }
-                ctx.metric("select/filled", None, filled as f64);
-                picked.into_iter().map(|s| s.index).collect()
+        let (chosen, filled) = match method {
+            Method::Random => {
+                let seed = ctx.param_i64("seed")? as u64;
+                let chosen = select_random(&pool_labels, &quotas, seed).map_err(invalid)?;
+                (chosen, vec![0; quotas.len()])
             }
+            Method::Centroid => by_centroid(ctx, &pool, &real, &pool_labels, &quotas)?,
         };
         ctx.log(format!(
             "selected {} of {} candidates for quotas {quotas:?}",
@@ -74,8 +69,95 @@ impl Stage for Select {
             pm.count
         ));
         ctx.metric("select/count", None, chosen.len() as f64);
-        write_subset(ctx, &pool, chosen)
+        let summary = SelectionSummary {
+            format: SELECTION_FORMAT.into(),
+            method: method.name().into(),
+            ratio,
+            classes: pm.classes.clone(),
+            pool: as_u64(&pm.class_counts()),
+            quotas: as_u64(&quotas),
+            filled_total: filled.iter().sum::<usize>() as u64,
+            filled: as_u64(&filled),
+            count: chosen.len() as u64,
+        };
+        write_subset(ctx, &pool, chosen)?;
+        write(&ctx.output_path("selection"), &summary).map_err(invalid)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Random,
+    Centroid,
+}
+
+impl Method {
+    /// The schema allows only the two names, so anything but `random` is `centroid`.
+    fn parse(name: &str) -> Self {
+        if name == "random" {
+            Method::Random
+        } else {
+            Method::Centroid
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Random => "random",
+            Method::Centroid => "centroid",
+        }
+    }
+}
+
+/// Fails before any feature is extracted (an hour at paper scale) when the pool holds
+/// fewer candidates of a class than its quota, naming the per_class that would suffice.
+fn check_quotas(
+    ctx: &StageContext,
+    pool: &ImageSet,
+    quotas: &[usize],
+    ratio: f64,
+    method: Method,
+) -> Result<(), StageError> {
+    let m = pool.manifest();
+    let producer = &ctx.input("pool")?.producer;
+    check_pool(&m.class_counts(), quotas, &m.classes, ratio, producer).map_err(|e| match method {
+        Method::Centroid => StageError::Invalid(format!(
+            "{e}, or more: the nearest-centroid filter rejects some candidates"
+        )),
+        Method::Random => invalid(e),
+    })
+}
+
+/// The centroid rule on the features of the `features` classifier: the chosen pool
+/// indices and, per class, how many of them `shortfall: fill` added.
+fn by_centroid(
+    ctx: &mut StageContext,
+    pool: &ImageSet,
+    real: &ImageSet,
+    pool_labels: &[i64],
+    quotas: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), StageError> {
+    let shortfall = match ctx.param_str("shortfall")? {
+        "fill" => Shortfall::Fill,
+        _ => Shortfall::Error,
+    };
+    let (pool_f, centres) = super::features::pool_and_centroids(ctx, pool, real)?;
+    let picked =
+        select_by_centroid(&pool_f, pool_labels, &centres, quotas, shortfall).map_err(invalid)?;
+    let filled = filled_per_class(&picked, pool_labels, quotas.len());
+    let total: usize = filled.iter().sum();
+    if total > 0 {
+        // Loud on purpose: these rows are no longer purely "selective" augmentation.
+        ctx.log(format!(
+            "{total} images (per class {filled:?}) failed the nearest-centroid filter and were taken to fill the quotas; sample a larger pool to avoid this"
+        ));
+    }
+    ctx.metric("select/filled", None, total as f64);
+    Ok((picked.into_iter().map(|s| s.index).collect(), filled))
+}
+
+fn as_u64(counts: &[usize]) -> Vec<u64> {
+    counts.iter().map(|&n| n as u64).collect()
 }
 
 /// Writes pool images `chosen` (in that order) as the output image set.

@@ -11,6 +11,7 @@ use crate::train::autoencoder::{preset, AeTraining};
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, TrainingImages};
 use crate::train::{train, StepReport, Trainable};
+use histodiff_engine::protocol::Event;
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
 use serde_json::Value;
@@ -80,6 +81,7 @@ impl Stage for TrainAutoencoder {
             ctx.param_i64("seed")? as u64,
         )?;
         let schedule = schedule(ctx, images.steps_per_epoch())?;
+        warn_if_gan_never_starts(ctx, schedule.total_steps)?;
         let loss_config = AeLossConfig {
             disc_start: ctx.param_i64("disc_start")?,
             kl_weight: ctx.param_f64("kl_weight")?,
@@ -108,6 +110,27 @@ impl Stage for TrainAutoencoder {
         crate::weights::save(&state.training.ae_vs, &out).map_err(StageError::other)?;
         Ok(())
     }
+}
+
+/// The GAN terms count from step `disc_start` (0-based steps, SPEC §2.5). A run that
+/// ends before it trains without them — right for a deliberate `disc_start` past the end,
+/// a silent loss when the paper's 50,001 meets a small data set — so it warns, not fails.
+fn warn_if_gan_never_starts(ctx: &mut StageContext, total_steps: u64) -> Result<(), StageError> {
+    let disc_start = ctx.param_i64("disc_start")?;
+    let gan_on = ctx.param_f64("disc_weight")? > 0.0;
+    if gan_on && u64::try_from(disc_start).is_ok_and(|d| d >= total_steps) {
+        let message = format!(
+            "histodiffusion/train-autoencoder: disc_start {disc_start} >= the run's {total_steps} steps, \
+             so the patch-GAN terms never count; set disc_start below {total_steps} to train them"
+        );
+        // tracing reaches the worker's stderr; the event, the execution's log.
+        tracing::warn!("{message}");
+        ctx.emit(&Event::Log {
+            level: "warn".into(),
+            message,
+        });
+    }
+    Ok(())
 }
 
 struct AeState {

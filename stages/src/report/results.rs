@@ -9,6 +9,9 @@ use std::path::Path;
 pub const EVALUATION_FORMAT: &str = "histodiff/evaluation";
 pub const FID_FORMAT: &str = "histodiff/fid";
 pub const PREDICTIONS_FORMAT: &str = "histodiff/predictions";
+pub const SELECTION_FORMAT: &str = "histodiff/selection";
+/// The model variant of a row that names none: the paper's main Table 1.
+pub const FULL_VARIANT: &str = "full";
 
 /// A classifier's predictions on a test set, written by the classifier-training kinds
 /// and read by `histodiffusion/evaluate`.
@@ -46,6 +49,38 @@ pub struct Evaluation {
     pub train_real: Option<u64>,
     #[serde(default)]
     pub train_synthetic: Option<u64>,
+    /// The model variant the row belongs to (`full`, or an ablation such as
+    /// `no-finetune`), named by evaluate's `variant` parameter.
+    #[serde(default = "full_variant")]
+    pub variant: String,
+    /// The selection the classifier's synthetic images came from, when evaluate was
+    /// given it (absent for a baseline trained on real images only).
+    #[serde(default)]
+    pub selection: Option<SelectionSummary>,
+}
+
+fn full_variant() -> String {
+    FULL_VARIANT.into()
+}
+
+/// What one `histodiffusion/select` run chose (its `selection` output), per class in
+/// label order. `filled` makes `shortfall: fill` visible downstream: those images failed
+/// the nearest-centroid filter and are in the set only to meet the quota.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectionSummary {
+    pub format: String,
+    /// `random` or `centroid`.
+    pub method: String,
+    pub ratio: f64,
+    pub classes: Vec<String>,
+    /// Candidates of each class in the pool.
+    pub pool: Vec<u64>,
+    /// Images selected of each class (N_c = round(ratio·n_c)).
+    pub quotas: Vec<u64>,
+    /// Of those, images the nearest-centroid filter rejected (always 0 for `random`).
+    pub filled: Vec<u64>,
+    pub filled_total: u64,
+    pub count: u64,
 }
 
 /// The FID of a synthetic set against real images, or why it was not computed.

@@ -11,6 +11,9 @@ pub struct Row {
     pub variant: String,
     pub method: String,
     pub ratio: f64,
+    /// Selected images the nearest-centroid filter rejected, taken by `shortfall: fill`;
+    /// None for a row without a recorded selection (the baseline).
+    pub filled: Option<u64>,
     pub evaluation: Evaluation,
     pub fid: Option<FidResult>,
     /// Instance that produced the evaluation, e.g. `evaluate[method=centroid,ratio=2.0]`.
@@ -50,7 +53,7 @@ fn fid_text(fid: &Option<FidResult>) -> String {
     }
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "setting",
     "FID",
     "Acc",
@@ -63,6 +66,7 @@ const HEADER: [&str; 13] = [
     "paper Sens",
     "paper Spec",
     "n test",
+    "filled",
     "lineage",
 ];
 
@@ -82,6 +86,8 @@ fn cells(row: &Row) -> Vec<String> {
         num(paper.map(|p| p.sensitivity)),
         num(paper.map(|p| p.specificity)),
         row.evaluation.n_test.to_string(),
+        row.filled
+            .map_or_else(|| "–".to_string(), |n| n.to_string()),
         format!("{} @ {}", row.producer, &row.hash[..12.min(row.hash.len())]),
     ]
 }
@@ -90,7 +96,9 @@ fn cells(row: &Row) -> Vec<String> {
 pub fn markdown(title: &str, rows: &[Row]) -> String {
     let mut out = format!("# {title}\n\n");
     out += "Measured metrics are support-weighted averages over classes from the global confusion matrix \
-            (paper-compatible, SPEC §8.3); paper numbers are HistoDiffusion's Table 1 / supp. Table 1 on CRC-VAL-HE-7K.\n\n";
+            (paper-compatible, SPEC §8.3); paper numbers are HistoDiffusion's Table 1 / supp. Table 1 on CRC-VAL-HE-7K. \
+            `filled`: selected images that failed the nearest-centroid filter and were added only to meet the quota \
+            (`shortfall: fill`); – where no selection is recorded.\n\n";
     out += &format!(
         "| {} |\n|{}\n",
         HEADER.join(" | "),
@@ -108,6 +116,11 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
     notes.dedup();
     for note in notes {
         out += &format!("\nFID n/c = {note}\n");
+    }
+    if rows.iter().any(|r| r.filled.unwrap_or(0) > 0) {
+        out +=
+            "\nRows with filled > 0 are not purely selective augmentation: sample a larger pool \
+                (`per_class` of `histodiffusion/sample`) and run again.\n";
     }
     out += "\n## Macro averages\n\n| setting | F1 | Sens | Spec | Precision |\n|---|---|---|---|---|\n";
     for row in rows {
