@@ -102,7 +102,7 @@ fn report_rows_join_fid_and_paper_numbers() {
         &ReportTable,
         dir,
         "report2",
-        json!({"grid_per_class": 8}),
+        json!({"grid_per_class": 8, "paper": "crc"}),
         vec![
             (
                 "results",
@@ -370,7 +370,7 @@ fn report_rows_carry_the_paper_numbers_of_their_variant() {
         &ReportTable,
         dir,
         "report",
-        json!({}),
+        json!({"paper": "crc"}),
         vec![("results", results)],
     );
     ran.result.as_ref().unwrap();
@@ -415,4 +415,41 @@ fn report_rows_carry_the_paper_numbers_of_their_variant() {
         csv.contains(",no-pretrain: random 50 %,") && csv.contains(",5.687,"),
         "{csv}"
     );
+}
+
+/// On data other than the paper's (`paper: none`, the default) the report prints no
+/// paper column: a number beside it would invite a comparison that means nothing.
+#[test]
+fn paper_numbers_only_where_the_data_is_the_papers() {
+    let tmp = temp_dir("report-no-paper");
+    let dir = tmp.path();
+    let path = dir.join("eval.json");
+    write(
+        &path,
+        &evaluation_of(&["A", "B"], vec![vec![7, 3], vec![1, 9]]),
+    )
+    .unwrap();
+    let result = InputArtifact {
+        hash: ArtifactHash("cd".repeat(32)),
+        path,
+        producer: "baseline".into(),
+        coords: Default::default(),
+    };
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report",
+        json!({}),
+        vec![("results", vec![result])],
+    );
+    ran.result.as_ref().unwrap();
+    let out = ran.out("report");
+    let md = std::fs::read_to_string(out.join("table.md")).unwrap();
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert!(
+        !md.contains("paper Acc") && !csv.contains("paper Acc"),
+        "{md}\n{csv}"
+    );
+    assert!(md.contains("| baseline | – | 0.800"), "{md}");
+    assert!(md.contains("does not declare the paper's data"), "{md}");
 }

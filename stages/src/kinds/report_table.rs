@@ -11,7 +11,7 @@ use crate::artifact::ImageSet;
 use crate::report::curves::{bounds, read_history, write_loss_plot, PALETTE};
 use crate::report::grid::write_class_grid;
 use crate::report::results::{read, Evaluation, FidResult, EVALUATION_FORMAT, FID_FORMAT};
-use crate::report::table::{csv, markdown, sort_rows, Row};
+use crate::report::table::{csv, markdown, sort_rows, PaperColumns, Row};
 use histodiff_engine::protocol::InputArtifact;
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
@@ -24,13 +24,21 @@ impl Stage for ReportTable {
     fn spec(&self) -> KindSpec {
         KindSpec {
             name: "report/table".into(),
-            version: 2,
+            version: 3,
             params: vec![
                 param(
                     "title",
                     ParamType::String,
                     Some("HistoDiffusion: synthetic augmentation results".into()),
                     "report heading",
+                ),
+                param(
+                    "paper",
+                    ParamType::Enum {
+                        values: vec!["none".into(), "crc".into()],
+                    },
+                    Some("none".into()),
+                    "the paper data set this pipeline's data is (`crc`: NCT-CRC-HE-100K → CRC-VAL-HE-7K); only then are the paper's numbers printed beside the measured ones",
                 ),
                 param(
                     "grid_per_class",
@@ -98,7 +106,8 @@ impl Stage for ReportTable {
         }
         sort_rows(&mut rows);
         let title = ctx.param_str("title")?.to_string();
-        write(&out.join("table.csv"), &csv(&rows))?;
+        let paper = paper_columns(ctx)?;
+        write(&out.join("table.csv"), &csv(&rows, paper))?;
         let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
             "setting": r.label(), "variant": r.variant, "filled": r.filled, "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid,
         })).collect();
@@ -107,7 +116,7 @@ impl Stage for ReportTable {
             &serde_json::to_string_pretty(&lineage).expect("json"),
         )?;
         let curves = loss_curves(ctx, &out)?;
-        let md = markdown(&title, &rows) + &curves;
+        let md = markdown(&title, &rows, paper) + &curves;
         write(&out.join("table.md"), &md)?;
         let per_class = usize_param(ctx, "grid_per_class")?;
         for a in ctx.inputs("samples").to_vec() {
@@ -118,6 +127,17 @@ impl Stage for ReportTable {
         }
         ctx.log(format!("report with {} rows written", rows.len()));
         Ok(())
+    }
+}
+
+/// The `paper` parameter: which paper data set, if any, the rows may be compared with.
+fn paper_columns(ctx: &StageContext) -> Result<PaperColumns, StageError> {
+    match ctx.param_str("paper")? {
+        "crc" => Ok(PaperColumns::Crc),
+        "none" => Ok(PaperColumns::None),
+        other => Err(StageError::Invalid(format!(
+            "parameter `paper` must be `none` or `crc`, got `{other}`"
+        ))),
     }
 }
 

@@ -53,59 +53,83 @@ fn fid_text(fid: &Option<FidResult>) -> String {
     }
 }
 
-const HEADER: [&str; 14] = [
-    "setting",
-    "FID",
-    "Acc",
-    "F1",
-    "Sens",
-    "Spec",
+/// Whether the table prints the paper's numbers beside the measured ones. They compare
+/// only on the paper's own data: on other data a column of them would invite a comparison
+/// that means nothing, so they are left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaperColumns {
+    /// The pipeline's data is NCT-CRC-HE-100K → CRC-VAL-HE-7K, as in the paper.
+    Crc,
+    None,
+}
+
+const MEASURED: [&str; 6] = ["setting", "FID", "Acc", "F1", "Sens", "Spec"];
+const PAPER: [&str; 5] = [
     "paper FID",
     "paper Acc",
     "paper F1",
     "paper Sens",
     "paper Spec",
-    "n test",
-    "filled",
-    "lineage",
 ];
+const TRAILER: [&str; 3] = ["n test", "filled", "lineage"];
 
-fn cells(row: &Row) -> Vec<String> {
+fn header(paper: PaperColumns) -> Vec<&'static str> {
+    let paper_cols: &[&str] = if paper == PaperColumns::Crc {
+        &PAPER
+    } else {
+        &[]
+    };
+    [&MEASURED[..], paper_cols, &TRAILER[..]].concat()
+}
+
+fn cells(row: &Row, paper: PaperColumns) -> Vec<String> {
     let w = row.evaluation.weighted;
-    let paper = lookup(&row.variant, &row.method, row.ratio);
-    vec![
+    let mut out = vec![
         row.label(),
         fid_text(&row.fid),
         num(Some(row.evaluation.accuracy)),
         num(Some(w.f1)),
         num(Some(w.recall)),
         num(Some(w.specificity)),
-        num(paper.and_then(|p| p.fid)),
-        num(paper.map(|p| p.accuracy)),
-        num(paper.map(|p| p.f1)),
-        num(paper.map(|p| p.sensitivity)),
-        num(paper.map(|p| p.specificity)),
+    ];
+    if paper == PaperColumns::Crc {
+        let p = lookup(&row.variant, &row.method, row.ratio);
+        out.extend([
+            num(p.and_then(|p| p.fid)),
+            num(p.map(|p| p.accuracy)),
+            num(p.map(|p| p.f1)),
+            num(p.map(|p| p.sensitivity)),
+            num(p.map(|p| p.specificity)),
+        ]);
+    }
+    out.extend([
         row.evaluation.n_test.to_string(),
         row.filled
             .map_or_else(|| "–".to_string(), |n| n.to_string()),
         format!("{} @ {}", row.producer, &row.hash[..12.min(row.hash.len())]),
-    ]
+    ]);
+    out
 }
 
 /// The Markdown report: title, the table, a note on averaging, per-row macro metrics.
-pub fn markdown(title: &str, rows: &[Row]) -> String {
+pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
     let mut out = format!("# {title}\n\n");
     out += "Measured metrics are support-weighted averages over classes from the global confusion matrix \
-            (paper-compatible, SPEC §8.3); paper numbers are HistoDiffusion's Table 1 / supp. Table 1 on CRC-VAL-HE-7K. \
-            `filled`: selected images that failed the nearest-centroid filter and were added only to meet the quota \
+            (paper-compatible, SPEC §8.3). ";
+    out += match paper {
+        PaperColumns::Crc => "Paper numbers are HistoDiffusion's Table 1 / supp. Table 1 on CRC-VAL-HE-7K. ",
+        PaperColumns::None => "The paper's numbers are not shown: this pipeline does not declare the paper's data (`paper: crc`). ",
+    };
+    out += "`filled`: selected images that failed the nearest-centroid filter and were added only to meet the quota \
             (`shortfall: fill`); – where no selection is recorded.\n\n";
+    let header = header(paper);
     out += &format!(
         "| {} |\n|{}\n",
-        HEADER.join(" | "),
-        "---|".repeat(HEADER.len())
+        header.join(" | "),
+        "---|".repeat(header.len())
     );
     for row in rows {
-        out += &format!("| {} |\n", cells(row).join(" | "));
+        out += &format!("| {} |\n", cells(row, paper).join(" | "));
     }
     let mut notes: Vec<&str> = rows
         .iter()
@@ -146,10 +170,11 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The same table as CSV (with variant, method and ratio as their own columns).
-pub fn csv(rows: &[Row]) -> String {
-    let mut out = format!("variant,method,ratio,{}\n", HEADER.map(csv_field).join(","));
+pub fn csv(rows: &[Row], paper: PaperColumns) -> String {
+    let header: Vec<String> = header(paper).into_iter().map(csv_field).collect();
+    let mut out = format!("variant,method,ratio,{}\n", header.join(","));
     for row in rows {
-        let fields: Vec<String> = cells(row).iter().map(|c| csv_field(c)).collect();
+        let fields: Vec<String> = cells(row, paper).iter().map(|c| csv_field(c)).collect();
         out += &format!(
             "{},{},{},{}\n",
             csv_field(&row.variant),
