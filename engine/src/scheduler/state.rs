@@ -31,19 +31,20 @@ pub struct RunState {
 impl RunState {
     pub fn new(plan: &Plan) -> Self {
         let n = plan.instances.len();
-        let mut missing = vec![0; n];
         let mut dependents = vec![Vec::new(); n];
         let mut ready = Vec::new();
-        for i in 0..n {
-            let ups = plan.upstreams(i);
-            missing[i] = ups.len();
-            for u in ups {
-                dependents[u].push(i);
-            }
-            if missing[i] == 0 {
-                ready.push(i);
-            }
-        }
+        let missing: Vec<usize> = (0..n)
+            .map(|i| {
+                let ups = plan.upstreams(i);
+                if ups.is_empty() {
+                    ready.push(i);
+                }
+                for &u in &ups {
+                    dependents[u].push(i);
+                }
+                ups.len()
+            })
+            .collect();
         RunState {
             names: plan.instances.iter().map(|i| i.name.clone()).collect(),
             outputs: vec![None; n],

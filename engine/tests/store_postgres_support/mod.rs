@@ -32,8 +32,7 @@ pub async fn fresh_db() -> TestDb {
     let name = format!(
         "hd_{}_{}",
         std::process::id(),
-        blake3::hash(format!("{:?}", std::time::Instant::now()).as_bytes()).to_hex()[..10]
-            .to_string()
+        &blake3::hash(format!("{:?}", std::time::Instant::now()).as_bytes()).to_hex()[..10]
     );
     let mut conn = sqlx::PgConnection::connect(&admin_url)
         .await

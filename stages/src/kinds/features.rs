@@ -30,12 +30,15 @@ fn features(ctx: &StageContext, set: &ImageSet) -> Result<Vec<Vec<f32>>, StageEr
     Ok(out)
 }
 
+/// One feature vector per image, or per class for centroids.
+pub type FeatureRows = Vec<Vec<f32>>;
+
 /// (pool features, class centroids of the real set's features).
 pub fn pool_and_centroids(
     ctx: &StageContext,
     pool: &ImageSet,
     real: &ImageSet,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), StageError> {
+) -> Result<(FeatureRows, FeatureRows), StageError> {
     let pool_features = features(ctx, pool)?;
     let real_features = features(ctx, real)?;
     let labels: Vec<i64> = real

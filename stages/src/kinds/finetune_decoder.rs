@@ -12,7 +12,7 @@ use super::train_common::{mixed_precision, schedule, schedule_params};
 use super::train_image_classifier::{build_image_classifier, classify};
 use crate::losses::AeLossConfig;
 use crate::models::unet::EncoderUNetModel;
-use crate::train::autoencoder::{preset, AeTraining};
+use crate::train::autoencoder::{preset, AeTraining, AeWeights};
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, TrainingImages};
 use crate::train::{train, StepReport, Trainable};
@@ -131,8 +131,10 @@ impl Stage for FinetuneDecoder {
             dev,
             preset(&preset_name)?,
             loss_config,
-            lpips.as_deref(),
-            Some(&ae_path),
+            AeWeights {
+                lpips: lpips.as_deref(),
+                init: Some(&ae_path),
+            },
             (lr, lr),
             frozen,
             mixed_precision(ctx, dev)?,

@@ -38,7 +38,7 @@ pub fn ingest_files(
                 .push_hwc(&hwc, image.label, source.clone())
                 .map_err(invalid)?;
             let done = chunk_index * CHUNK + k + 1;
-            if done % every == 0 || done == found.len() {
+            if done.is_multiple_of(every) || done == found.len() {
                 ctx.progress(done as u64, total, None);
             }
         }

@@ -7,7 +7,7 @@ use super::schema::{
 };
 use super::train_common::{mixed_precision, schedule, schedule_params};
 use crate::losses::AeLossConfig;
-use crate::train::autoencoder::{preset, AeTraining};
+use crate::train::autoencoder::{preset, AeTraining, AeWeights};
 use crate::train::driver::require_batch;
 use crate::train::images::{Batch, TrainingImages};
 use crate::train::{train, StepReport, Trainable};
@@ -95,8 +95,10 @@ impl Stage for TrainAutoencoder {
             dev,
             preset(ctx.param_str("preset")?)?,
             loss_config,
-            lpips.as_deref(),
-            None,
+            AeWeights {
+                lpips: lpips.as_deref(),
+                init: None,
+            },
             (lr, lr),
             |_| false,
             mixed_precision(ctx, dev)?,

@@ -157,12 +157,13 @@ impl LpipsWithDiscriminator {
         check_shapes(inputs, reconstructions)?;
         let batch = inputs.size()[0] as f64;
         // 1–3. Per-element L1 plus the per-sample LPIPS broadcast over every element.
-        let mut rec = (inputs - reconstructions).abs();
-        if self.config.perceptual_weight > 0.0 {
-            rec = rec
-                + self.perceptual_loss.forward(inputs, reconstructions)?
-                    * self.config.perceptual_weight;
-        }
+        let l1 = (inputs - reconstructions).abs();
+        let rec = if self.config.perceptual_weight > 0.0 {
+            l1 + self.perceptual_loss.forward(inputs, reconstructions)?
+                * self.config.perceptual_weight
+        } else {
+            l1
+        };
         let nll = &rec / self.logvar.exp() + &self.logvar;
         let nll_loss = nll.sum(None::<tch::Kind>) / batch;
         // 4. KL summed over latent elements, averaged over the batch.

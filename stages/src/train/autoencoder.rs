@@ -56,23 +56,32 @@ pub struct AeStepValues {
     pub disc_loss: f64,
 }
 
+/// Weight files an autoencoder training starts from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AeWeights<'a> {
+    /// LPIPS (VGG16 + linear heads), needed when the perceptual weight is positive.
+    pub lpips: Option<&'a Path>,
+    /// An autoencoder to start from (decoder fine-tuning); None trains from scratch.
+    pub init: Option<&'a Path>,
+}
+
 impl AeTraining {
-    /// Builds both stores on `device`; loads LPIPS from `lpips` when the perceptual weight
-    /// is positive (required then). `ae_init` loads AE weights (fine-tuning). `frozen`
-    /// names AE variables kept out of the AE optimizer (fine-tuning freezes the encoder).
+    /// Builds both stores on `device`; loads LPIPS from `weights.lpips` when the perceptual
+    /// weight is positive (required then). `weights.init` loads AE weights (fine-tuning).
+    /// `frozen` names AE variables kept out of the AE optimizer (fine-tuning freezes the
+    /// encoder).
     pub fn new(
         device: Device,
         configs: (AutoencoderConfig, DiscriminatorConfig),
         loss_config: AeLossConfig,
-        lpips: Option<&Path>,
-        ae_init: Option<&Path>,
+        weights: AeWeights<'_>,
         lr: (f64, f64),
         frozen: impl Fn(&str) -> bool,
         mp: MixedPrecision,
     ) -> Result<Self, StageError> {
         let mut ae_vs = VarStore::new(device);
         let ae = AutoencoderKL::new(&ae_vs.root(), configs.0).map_err(StageError::other)?;
-        if let Some(path) = ae_init {
+        if let Some(path) = weights.init {
             crate::weights::load_strict(&mut ae_vs, path, |_| false)
                 .map_err(|e| StageError::Invalid(e.to_string()))?;
         }
@@ -88,7 +97,7 @@ impl AeTraining {
         };
         let weight = loss_config.perceptual_weight;
         let loss = LpipsWithDiscriminator::new(&loss_vs.root(), loss_config);
-        match (weight > 0.0, lpips) {
+        match (weight > 0.0, weights.lpips) {
             (true, Some(path)) => crate::weights::load_strict_prefixed(&mut loss_vs, path, "", "perceptual_loss.")
                 .map_err(|e| StageError::Invalid(e.to_string()))?,
             (true, None) => {
