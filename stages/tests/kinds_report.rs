@@ -453,3 +453,73 @@ fn paper_numbers_only_where_the_data_is_the_papers() {
     assert!(md.contains("| baseline | – | 0.800"), "{md}");
     assert!(md.contains("does not declare the paper's data"), "{md}");
 }
+
+/// Runs over a `seed` axis gather into one line per setting: mean ± sample std with n,
+/// and a Δ against the baseline that is marked † when smaller than the spread.
+#[test]
+fn seeds_gather_into_mean_and_spread_per_setting() {
+    let tmp = temp_dir("report-seeds");
+    let dir = tmp.path();
+    // Accuracy out of 20 test images per run.
+    let runs = [
+        ("baseline", json!({}), [14, 16, 18]), // 0.70, 0.80, 0.90
+        (
+            "evaluate[method=random,ratio=0.5]",
+            json!({"method": "random", "ratio": 0.5}),
+            [15, 17, 19], // 0.75 … 0.95: +0.05, inside the spread
+        ),
+        (
+            "evaluate[method=centroid,ratio=2.0]",
+            json!({"method": "centroid", "ratio": 2.0}),
+            [20, 20, 20], // 1.0 each: +0.2, outside it
+        ),
+    ];
+    let mut results = Vec::new();
+    for (producer, coords, right) in runs {
+        for (seed, r) in right.into_iter().enumerate() {
+            let path = dir.join(format!("{producer}-{seed}.json"));
+            write(
+                &path,
+                &evaluation_of(
+                    &["A", "B"],
+                    vec![vec![r / 2, 10 - r / 2], vec![10 - (r - r / 2), r - r / 2]],
+                ),
+            )
+            .unwrap();
+            let mut coords = coords.as_object().cloned().unwrap();
+            coords.insert("seed".into(), json!(seed));
+            results.push(InputArtifact {
+                hash: ArtifactHash(format!("{seed:02}").repeat(32)),
+                path,
+                producer: format!("{producer}[seed={seed}]"),
+                coords: serde_json::from_value(serde_json::Value::Object(coords)).unwrap(),
+            });
+        }
+    }
+    let ran = common::run_stage_with(
+        &ReportTable,
+        dir,
+        "report",
+        json!({}),
+        vec![("results", results)],
+    );
+    ran.result.as_ref().unwrap();
+    let md = std::fs::read_to_string(ran.out("report").join("table.md")).unwrap();
+    let line = |label: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no {label} line:\n{md}"))
+            .to_string()
+    };
+    // numpy: np.std([0.7, 0.8, 0.9], ddof=1) = 0.1
+    assert!(line("baseline").contains("| 0.800 ± 0.100 |"), "{md}");
+    assert!(line("baseline").contains("| 3 |"), "n = 3:\n{md}");
+    assert!(line("random 50 %").contains("| +0.050 † |"), "{md}");
+    assert!(
+        line("selective 200 %").contains("| 1.000 ± 0.000 |"),
+        "{md}"
+    );
+    assert!(line("selective 200 %").contains("| +0.200 |"), "{md}");
+    let csv = std::fs::read_to_string(ran.out("report").join("table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "one line per setting:\n{csv}");
+}

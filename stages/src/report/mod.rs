@@ -1,9 +1,11 @@
 //! The Table 1 style report: result files written by `histodiffusion/evaluate` and
 //! `histodiffusion/fid` ([`results`]), the paper's numbers to print alongside them
-//! ([`paper`]), the Markdown and CSV table ([`table`]), image grids of samples ([`grid`]) and loss curves ([`curves`]).
+//! ([`paper`]), the Markdown and CSV table ([`table`]) with the mean ± spread over seeds
+//! ([`spread`]), image grids of samples ([`grid`]) and loss curves ([`curves`]).
 
 pub mod curves;
 pub mod grid;
 pub mod paper;
 pub mod results;
+pub mod spread;
 pub mod table;

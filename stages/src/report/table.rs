@@ -1,9 +1,11 @@
-//! Table 1 as Markdown and CSV: one row per evaluated classifier, its FID when one was
-//! computed for the same setting, the paper's numbers for that setting, and the row's
-//! lineage (producing instance and artifact hash), so every number can be traced.
+//! Table 1 as Markdown and CSV: one line per setting (variant, method, ratio) with the
+//! mean ± spread of its runs over seeds, its FID when one was computed for the same
+//! setting, the paper's numbers for that setting, and each run's lineage (producing
+//! instance and artifact hash), so every number can be traced.
 
 use super::paper::{label, lookup};
 use super::results::{Evaluation, FidResult};
+use super::spread::{within_spread, Spread};
 
 /// One measured row.
 #[derive(Debug, Clone)]
@@ -45,12 +47,80 @@ fn num(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
 }
 
-fn fid_text(fid: &Option<FidResult>) -> String {
-    match fid {
-        Some(FidResult { fid: Some(v), .. }) => format!("{v:.3}"),
-        Some(_) => "n/c".into(),
-        None => "–".into(),
+/// The runs of one setting (variant, method, ratio): one row per seed, in sorted order.
+pub struct Setting<'a> {
+    pub runs: Vec<&'a Row>,
+}
+
+impl Setting<'_> {
+    fn first(&self) -> &Row {
+        self.runs[0]
     }
+
+    fn spread(&self, metric: impl Fn(&Row) -> Option<f64>) -> Option<Spread> {
+        let values: Vec<f64> = self.runs.iter().filter_map(|r| metric(r)).collect();
+        Spread::of(&values)
+    }
+
+    fn accuracy(&self) -> Option<Spread> {
+        self.spread(|r| Some(r.evaluation.accuracy))
+    }
+
+    /// FID over the runs that computed one; `n/c` or `–` when none did.
+    fn fid_text(&self) -> String {
+        match self.spread(|r| r.fid.as_ref().and_then(|f| f.fid)) {
+            Some(s) => s.text(),
+            None if self.runs.iter().any(|r| r.fid.is_some()) => "n/c".into(),
+            None => "–".into(),
+        }
+    }
+
+    /// `filled` of every run: one number when they agree, else each run's, `/`-separated.
+    fn filled_text(&self) -> String {
+        let mut values: Vec<String> = self
+            .runs
+            .iter()
+            .map(|r| r.filled.map_or_else(|| "–".to_string(), |n| n.to_string()))
+            .collect();
+        values.dedup();
+        values.join("/")
+    }
+}
+
+/// Groups sorted rows into settings; rows of one setting differ only in their seed.
+pub fn settings(rows: &[Row]) -> Vec<Setting<'_>> {
+    let mut out: Vec<Setting> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(s) if s.first().label() == row.label() => s.runs.push(row),
+            _ => out.push(Setting { runs: vec![row] }),
+        }
+    }
+    out
+}
+
+/// Δ accuracy against the baseline of the same variant, marked `†` when it is smaller than
+/// the spread over seeds (it could be seed noise).
+fn delta_text(setting: &Setting, all: &[Setting]) -> String {
+    let first = setting.first();
+    let baseline = all
+        .iter()
+        .find(|s| s.first().method == "none" && s.first().variant == first.variant);
+    let (Some(base), Some(acc)) = (baseline, setting.accuracy()) else {
+        return "–".into();
+    };
+    let Some(base_acc) = base.accuracy() else {
+        return "–".into();
+    };
+    if first.method == "none" {
+        return "–".into();
+    }
+    let mark = if within_spread(&acc, &base_acc) {
+        " †"
+    } else {
+        ""
+    };
+    format!("{:+.3}{mark}", acc.mean - base_acc.mean)
 }
 
 /// Whether the table prints the paper's numbers beside the measured ones. They compare
@@ -63,7 +133,7 @@ pub enum PaperColumns {
     None,
 }
 
-const MEASURED: [&str; 6] = ["setting", "FID", "Acc", "F1", "Sens", "Spec"];
+const MEASURED: [&str; 7] = ["setting", "FID", "Acc", "F1", "Sens", "Spec", "Δ Acc"];
 const PAPER: [&str; 5] = [
     "paper FID",
     "paper Acc",
@@ -71,7 +141,7 @@ const PAPER: [&str; 5] = [
     "paper Sens",
     "paper Spec",
 ];
-const TRAILER: [&str; 3] = ["n test", "filled", "lineage"];
+const TRAILER: [&str; 4] = ["n", "n test", "filled", "lineage"];
 
 fn header(paper: PaperColumns) -> Vec<&'static str> {
     let paper_cols: &[&str] = if paper == PaperColumns::Crc {
@@ -82,15 +152,17 @@ fn header(paper: PaperColumns) -> Vec<&'static str> {
     [&MEASURED[..], paper_cols, &TRAILER[..]].concat()
 }
 
-fn cells(row: &Row, paper: PaperColumns) -> Vec<String> {
-    let w = row.evaluation.weighted;
+fn cells(setting: &Setting, all: &[Setting], paper: PaperColumns) -> Vec<String> {
+    let row = setting.first();
+    let text = |s: Option<Spread>| s.map_or_else(|| "–".to_string(), |s| s.text());
     let mut out = vec![
         row.label(),
-        fid_text(&row.fid),
-        num(Some(row.evaluation.accuracy)),
-        num(Some(w.f1)),
-        num(Some(w.recall)),
-        num(Some(w.specificity)),
+        setting.fid_text(),
+        text(setting.accuracy()),
+        text(setting.spread(|r| Some(r.evaluation.weighted.f1))),
+        text(setting.spread(|r| Some(r.evaluation.weighted.recall))),
+        text(setting.spread(|r| Some(r.evaluation.weighted.specificity))),
+        delta_text(setting, all),
     ];
     if paper == PaperColumns::Crc {
         let p = lookup(&row.variant, &row.method, row.ratio);
@@ -102,11 +174,16 @@ fn cells(row: &Row, paper: PaperColumns) -> Vec<String> {
             num(p.map(|p| p.specificity)),
         ]);
     }
+    let lineage: Vec<String> = setting
+        .runs
+        .iter()
+        .map(|r| format!("{} @ {}", r.producer, &r.hash[..12.min(r.hash.len())]))
+        .collect();
     out.extend([
+        setting.runs.len().to_string(),
         row.evaluation.n_test.to_string(),
-        row.filled
-            .map_or_else(|| "–".to_string(), |n| n.to_string()),
-        format!("{} @ {}", row.producer, &row.hash[..12.min(row.hash.len())]),
+        setting.filled_text(),
+        lineage.join("; "),
     ]);
     out
 }
@@ -121,15 +198,19 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
         PaperColumns::None => "The paper's numbers are not shown: this pipeline does not declare the paper's data (`paper: crc`). ",
     };
     out += "`filled`: selected images that failed the nearest-centroid filter and were added only to meet the quota \
-            (`shortfall: fill`); – where no selection is recorded.\n\n";
+            (`shortfall: fill`); – where no selection is recorded. \
+            With several runs of a setting (`n`, one per seed) each metric is mean ± sample standard deviation; \
+            `Δ Acc` is against the baseline of the same variant, marked † when it is smaller than the larger \
+            of the two spreads (it could be seed noise).\n\n";
     let header = header(paper);
     out += &format!(
         "| {} |\n|{}\n",
         header.join(" | "),
         "---|".repeat(header.len())
     );
-    for row in rows {
-        out += &format!("| {} |\n", cells(row, paper).join(" | "));
+    let all = settings(rows);
+    for setting in &all {
+        out += &format!("| {} |\n", cells(setting, &all, paper).join(" | "));
     }
     let mut notes: Vec<&str> = rows
         .iter()
@@ -147,15 +228,19 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
                 (`per_class` of `histodiffusion/sample`) and run again.\n";
     }
     out += "\n## Macro averages\n\n| setting | F1 | Sens | Spec | Precision |\n|---|---|---|---|---|\n";
-    for row in rows {
-        let m = row.evaluation.macro_avg;
+    for setting in &all {
+        let text = |metric: fn(&Row) -> f64| {
+            setting
+                .spread(|r| Some(metric(r)))
+                .map_or_else(|| "–".to_string(), |s| s.text())
+        };
         out += &format!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-            row.label(),
-            m.f1,
-            m.recall,
-            m.specificity,
-            m.precision
+            "| {} | {} | {} | {} | {} |\n",
+            setting.first().label(),
+            text(|r| r.evaluation.macro_avg.f1),
+            text(|r| r.evaluation.macro_avg.recall),
+            text(|r| r.evaluation.macro_avg.specificity),
+            text(|r| r.evaluation.macro_avg.precision),
         );
     }
     out
@@ -173,8 +258,13 @@ fn csv_field(s: &str) -> String {
 pub fn csv(rows: &[Row], paper: PaperColumns) -> String {
     let header: Vec<String> = header(paper).into_iter().map(csv_field).collect();
     let mut out = format!("variant,method,ratio,{}\n", header.join(","));
-    for row in rows {
-        let fields: Vec<String> = cells(row, paper).iter().map(|c| csv_field(c)).collect();
+    let all = settings(rows);
+    for setting in &all {
+        let row = setting.first();
+        let fields: Vec<String> = cells(setting, &all, paper)
+            .iter()
+            .map(|c| csv_field(c))
+            .collect();
         out += &format!(
             "{},{},{},{}\n",
             csv_field(&row.variant),
