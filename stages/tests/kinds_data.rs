@@ -262,7 +262,7 @@ fn npy_kind_reads_pannuke_layout() {
         .collect();
     let mut header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 8, 8, 3), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
