@@ -3,6 +3,8 @@
 
 use crate::registry::STAGES_KINDS_JSON;
 use histodiff_engine::protocol::exit;
+// The ABI this binary speaks; `stages/src/plugin.rs` exports the library's.
+use histodiff_engine::protocol::STAGES_ABI_VERSION as ABI_VERSION;
 use histodiff_engine::registry::COMMAND_KIND;
 use histodiff_engine::worker::{read_job, run_worker};
 use std::os::unix::ffi::OsStrExt;
@@ -12,8 +14,6 @@ use std::path::{Path, PathBuf};
 const LIBRARY_STEM: &str = "histodiff_stages";
 /// Overrides where the stages library is looked for.
 pub const LIBRARY_ENV: &str = "HISTODIFF_STAGES_LIB";
-/// The ABI this binary speaks (`stages/src/plugin.rs`).
-const ABI_VERSION: u32 = 1;
 
 /// Runs the job file and returns the worker exit code.
 pub fn run(job_file: &Path) -> i32 {

@@ -111,5 +111,11 @@ pub enum ArtifactKind {
     Dir,
 }
 
+/// The ABI between the `histodiff` binary and the stages library it loads at run time
+/// (stages/src/plugin.rs exports it, src/worker.rs checks it): bumped whenever the
+/// signature of a library entry point changes. Defined here because the binary does not
+/// link the stages crate, and both link the engine.
+pub const STAGES_ABI_VERSION: u32 = 1;
+
 pub const JOB_FILE: &str = "job.json";
 pub const RESULT_FILE: &str = "result.json";

@@ -9,6 +9,7 @@
 
 use crate::kinds;
 use histodiff_engine::protocol::exit;
+use histodiff_engine::protocol::STAGES_ABI_VERSION as ABI_VERSION;
 use histodiff_engine::worker::run_worker;
 use std::ffi::OsStr;
 use std::io::Write;
@@ -16,9 +17,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::OnceLock;
-
-/// Bumped whenever the signature of an entry point below changes.
-pub const ABI_VERSION: u32 = 1;
 
 #[no_mangle]
 pub extern "C" fn histodiff_stages_abi_version() -> u32 {

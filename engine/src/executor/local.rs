@@ -12,6 +12,7 @@ use super::{Cancel, EventSink, Executor, ExecutorError, ExecutorEvent, Submissio
 use crate::command::{stderr_tail, CommandStage};
 use crate::protocol::{Event, Job};
 use crate::registry::COMMAND_KIND;
+use crate::store::liveness::hostname;
 use crate::worker::{read_job, run_job, write_result};
 use async_trait::async_trait;
 use std::io::Write;
@@ -248,18 +249,5 @@ fn signal_group(pid: i32, cancel: Cancel) {
     if pid > 0 {
         // SAFETY: kill(2) on the worker's own process group.
         unsafe { libc::kill(-pid, signal) };
-    }
-}
-
-/// This machine's name, for the executions table.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".into()
     }
 }
