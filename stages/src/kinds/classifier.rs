@@ -59,11 +59,24 @@ impl ClassifierConfig {
 /// uint8 NCHW images (on the CPU) as the model's input: float on `device`, resized
 /// bilinearly when the set's size differs from the model's, normalised.
 pub fn model_input(images: &Tensor, size: i64, device: Device) -> Tensor {
+    normalize(&unit_input(images, size, device))
+}
+
+/// uint8 NCHW images (on the CPU) as float in [0, 1] on `device`, resized bilinearly when
+/// the set's size differs from the model's: the stage where training augments (colour
+/// jitter is defined on [0, 1] images, before normalisation).
+pub fn unit_input(images: &Tensor, size: i64, device: Device) -> Tensor {
     let s = images.size()[2];
-    let mut x = images.to_device(device).to_kind(Kind::Float) / 255.0;
+    let x = images.to_device(device).to_kind(Kind::Float) / 255.0;
     if s != size {
-        x = x.upsample_bilinear2d([size, size], false, None, None);
+        return x.upsample_bilinear2d([size, size], false, None, None);
     }
+    x
+}
+
+/// Float images in [0, 1] normalised with the ImageNet statistics.
+pub fn normalize(x: &Tensor) -> Tensor {
+    let device = x.device();
     let mean = Tensor::from_slice(&MEAN)
         .to_kind(Kind::Float)
         .view([1, 3, 1, 1])

@@ -176,4 +176,43 @@ mod tests {
             assert_ne!(backend, 0, "{kind:?}: libtorch would use its math kernel");
         }
     }
+
+    /// Stochastic depth is the identity at evaluation; in training each sample's branch is
+    /// either dropped or scaled by 1/(1 − p). (That the draw repeats under a seed is the
+    /// driver's per-step reseeding, tested with the resume tests.)
+    #[test]
+    fn drop_path_is_identity_at_eval_and_per_sample_in_training() {
+        let branch = Tensor::ones([64, 5, 8], (Kind::Float, Device::Cpu));
+        assert!(drop_path(&branch, 0.5, false).equal(&branch));
+        assert!(drop_path(&branch, 0.0, true).equal(&branch));
+        let a = drop_path(&branch, 0.5, true);
+        let per_sample = a.amax([1i64, 2].as_slice(), false);
+        let same_within = a.amin([1i64, 2].as_slice(), false).equal(&per_sample);
+        assert!(same_within, "one draw per sample, not per element");
+        let kept = Vec::<f32>::try_from(&per_sample).unwrap();
+        assert!(kept.iter().all(|&v| v == 0.0 || v == 2.0), "{kept:?}");
+        let n_kept = kept.iter().filter(|&&v| v == 2.0).count();
+        assert!(
+            (16..=48).contains(&n_kept),
+            "{n_kept} of 64 kept at p = 0.5"
+        );
+    }
+
+    /// A block with drop-path runs deterministically at evaluation (no draw at all).
+    #[test]
+    fn block_with_drop_path_is_deterministic_at_eval() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = BlockConfig {
+            dim: 16,
+            num_heads: 2,
+            mlp_hidden: 32,
+            layer_norm_eps: 1e-6,
+            drop_path: 0.5,
+        };
+        let block = Block::new(vs.root(), cfg);
+        let xs = Tensor::randn([4, 3, 16], (Kind::Float, Device::Cpu));
+        assert!(block
+            .forward_t(&xs, false)
+            .equal(&block.forward_t(&xs, false)));
+    }
 }

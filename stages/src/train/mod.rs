@@ -1,8 +1,9 @@
 //! The one training stack of every trainable stage: the resumable driver, the optimizers
 //! with exportable state (parity-tested against torch.optim), EMA, learning-rate schedules,
 //! gradient clipping, the checkpoint format, the data order and the streaming batch
-//! loader, determinism, mixed precision.
+//! loader, training-batch augmentation, determinism, mixed precision.
 
+pub mod augment;
 pub mod autocast;
 pub mod autoencoder;
 pub mod checkpoint;
