@@ -21,6 +21,7 @@ pub mod train_common;
 pub mod train_diffusion;
 pub mod train_image_classifier;
 pub mod train_latent_classifier;
+pub mod weights_import;
 
 use histodiff_engine::stage::Stage;
 
@@ -43,6 +44,7 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(train_diffusion::TrainDiffusion),
         Box::new(train_latent_classifier::TrainLatentClassifier),
         Box::new(sample::Sample),
+        Box::new(weights_import::WeightsImport),
     ]
 }
 

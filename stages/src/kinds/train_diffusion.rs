@@ -152,14 +152,28 @@ impl Stage for TrainDiffusion {
             device: dev,
         };
         train(ctx, &schedule, &mut state, Some(&mut images))?;
-        let mut out = vars_with_prefix(&state.vs, "");
-        out.extend(state.ema.state_tensors("ema."));
-        out.push((
-            "scale_factor".into(),
-            Tensor::from(state.scale_factor as f32),
-        ));
-        crate::weights::save_tensors(&out, &ctx.output_path("unet")).map_err(StageError::other)
+        write_unet(
+            &state.vs,
+            &state.ema,
+            state.scale_factor,
+            &ctx.output_path("unet"),
+        )
     }
+}
+
+/// Writes the `unet` artifact: the UNet under its LDM names, the EMA copy under `ema.*`
+/// (`ema.num_updates` included) and the 0-d `scale_factor`. Shared with `weights/import`,
+/// so an imported UNet has exactly this layout.
+pub fn write_unet(
+    vs: &VarStore,
+    ema: &Ema,
+    scale_factor: f64,
+    path: &std::path::Path,
+) -> Result<(), StageError> {
+    let mut out = vars_with_prefix(vs, "");
+    out.extend(ema.state_tensors("ema."));
+    out.push(("scale_factor".into(), Tensor::from(scale_factor as f32)));
+    crate::weights::save_tensors(&out, path).map_err(StageError::other)
 }
 
 /// s = 1/std of E(x).sample() over the first `count` images of the seed's data order.
