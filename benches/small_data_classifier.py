@@ -29,6 +29,25 @@ scaled to [0, 1]) on exactly the training images the classifier saw. It prints a
 table: test accuracy of LogisticRegression and of the ViT (mean, min and max over seeds).
 This is a benchmark, not a test: nothing is asserted.
 
+Measured (debug build, 2 CPU cores, `--seeds 0 1 2 3 4 5`, about 12 minutes; kind version 3).
+The tiny preset's defaults (2,000 epochs, lr 3e-3, crop_scale 0.6) were tuned on seeds 0-2 of
+these two sets; seeds 3-5 were not used for tuning:
+
+| data set | train / test images | model | test accuracy | per seed |
+|---|---|---|---|---|
+| demo | 90 / 405 | LogisticRegression (raw pixels) | 0.877 | deterministic |
+| demo | 90 / 405 | tiny ViT, defaults | 0.998 (min 0.993, max 1.000) | 0: 1.000, 1: 0.998, 2: 1.000, 3: 1.000, 4: 0.993, 5: 0.998 |
+| demo | 90 / 405 | tiny ViT, no-orientation | 0.998 (min 0.993, max 1.000) | 0: 1.000, 1: 0.993, 2: 1.000, 3: 0.998, 4: 0.998, 5: 1.000 |
+| demo | 90 / 405 | tiny ViT, before | 0.653 (min 0.501, max 0.857) | 0: 0.615, 1: 0.857, 2: 0.501, 3: 0.580, 4: 0.738, 5: 0.630 |
+| digits | 100 / 1697 | LogisticRegression (raw pixels) | 0.901 | deterministic |
+| digits | 100 / 1697 | tiny ViT, defaults | 0.603 (min 0.576, max 0.642) | 0: 0.598, 1: 0.582, 2: 0.576, 3: 0.642, 4: 0.585, 5: 0.632 |
+| digits | 100 / 1697 | tiny ViT, no-orientation | 0.911 (min 0.897, max 0.930) | 0: 0.930, 1: 0.908, 2: 0.897, 3: 0.902, 4: 0.909, 5: 0.917 |
+| digits | 100 / 1697 | tiny ViT, before | 0.163 (min 0.143, max 0.192) | 0: 0.150, 1: 0.166, 2: 0.182, 3: 0.143, 4: 0.147, 5: 0.192 |
+
+The defaults' flips and 90-degree rotations assume histology, which has no orientation.
+Digits do have one, so on digits those defaults stay below the linear model (0.603). With
+them turned off the ViT edges past it (0.911 against 0.901).
+
 Usage (after `source scripts/env.sh` and `cargo build --bin histodiff`, or --release):
   python benches/small_data_classifier.py                       # both sets, seeds 0 1 2
   python benches/small_data_classifier.py --datasets digits --seeds 0 --variants defaults
