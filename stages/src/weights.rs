@@ -87,8 +87,9 @@ pub fn load_tensors_strict(
     copy_strict(&vs.variables(), origin, tensors)
 }
 
-/// Copies `tensors` into `vars`, requiring the same key set and shapes.
-fn copy_strict(
+/// Copies `tensors` into `vars`, requiring the same key set and shapes; `origin` names
+/// them in errors. For a subset of a store, pass only that subset's variables.
+pub fn copy_strict(
     vars: &HashMap<String, Tensor>,
     origin: &str,
     tensors: Vec<(String, Tensor)>,

@@ -10,9 +10,9 @@
 //! another number of classes (an ImageNet model's 1,000) or none at all (a self-supervised
 //! backbone) keeps the fresh, seeded head, and the log says so.
 
-use crate::weights::read_tensors;
+use crate::weights::{copy_strict, read_tensors};
 use histodiff_engine::stage::StageError;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::Tensor;
@@ -46,86 +46,31 @@ impl Head {
 /// Copies the weights of `path` (shown as `shown`) into `vs`, strictly, except the head;
 /// `model` names the model in errors ("the tiny preset's ViT").
 pub fn load(vs: &mut VarStore, path: &Path, shown: &str, model: &str) -> Result<Head, StageError> {
-    let file: BTreeMap<String, Tensor> = read_tensors(path)
+    let fail = |what: String| {
+        StageError::Invalid(format!(
+            "init_weights {shown} does not fit {model}: {what} (expected a ViT converted by \
+             scripts/convert_checkpoint.py vit, docs/weights.md)"
+        ))
+    };
+    let file: HashMap<String, Tensor> = read_tensors(path)
         .map_err(|e| StageError::Invalid(format!("init_weights: {e}")))?
         .into_iter()
         .collect();
-    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    let fail = |what: String| {
-        StageError::Invalid(format!("init_weights {shown} does not fit {model}: {what}"))
-    };
-    check_names(&file, &vars).map_err(fail)?;
+    let vars = vs.variables();
     let head = head_fate(&file, &vars).map_err(fail)?;
-    // Only the tensors to copy: the head stays fresh unless it fits.
-    let copies: Vec<(&Tensor, &Tensor, &str)> = vars
-        .iter()
-        .filter(|(name, _)| head == Head::Loaded || !HEAD.contains(&name.as_str()))
-        .filter_map(|(name, var)| file.get(name).map(|value| (var, value, name.as_str())))
-        .collect();
-    check_shapes(&copies).map_err(fail)?;
-    let _guard = tch::no_grad_guard();
-    for (var, value, _) in copies {
-        var.shallow_clone()
-            .copy_(&value.to_kind(var.kind()).to_device(var.device()));
-    }
+    // The head is copied only when it fits; otherwise it stays fresh (and seeded), and
+    // neither side's head takes part in the strict match.
+    let keep = |name: &str| head == Head::Loaded || !HEAD.contains(&name);
+    let vars: HashMap<String, Tensor> = vars.into_iter().filter(|(k, _)| keep(k)).collect();
+    let tensors: Vec<(String, Tensor)> = file.into_iter().filter(|(k, _)| keep(k)).collect();
+    copy_strict(&vars, shown, tensors).map_err(|e| fail(e.to_string()))?;
     Ok(head)
-}
-
-/// Every tensor has its variable's shape; the error lists each one that does not.
-fn check_shapes(copies: &[(&Tensor, &Tensor, &str)]) -> Result<(), String> {
-    let wrong: Vec<String> = copies
-        .iter()
-        .filter(|(var, value, _)| var.size() != value.size())
-        .map(|(var, value, name)| {
-            format!(
-                "tensor `{name}` has shape {:?}, expected {:?}",
-                value.size(),
-                var.size()
-            )
-        })
-        .collect();
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(wrong.join("; "))
-    }
-}
-
-/// Every non-head variable is in the file and every file tensor is a variable.
-fn check_names(
-    file: &BTreeMap<String, Tensor>,
-    vars: &BTreeMap<String, Tensor>,
-) -> Result<(), String> {
-    let missing: Vec<&str> = vars
-        .keys()
-        .filter(|k| !HEAD.contains(&k.as_str()) && !file.contains_key(*k))
-        .map(String::as_str)
-        .collect();
-    let unexpected: Vec<&str> = file
-        .keys()
-        .filter(|k| !vars.contains_key(*k))
-        .map(String::as_str)
-        .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!("missing tensors [{}]", missing.join(", ")));
-    }
-    if !unexpected.is_empty() {
-        problems.push(format!("unexpected tensors [{}]", unexpected.join(", ")));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "{} (expected a ViT converted by scripts/convert_checkpoint.py vit, docs/weights.md)",
-        problems.join(", ")
-    ))
 }
 
 /// Whether the file's head can be loaded: both tensors or neither, of the model's width.
 fn head_fate(
-    file: &BTreeMap<String, Tensor>,
-    vars: &BTreeMap<String, Tensor>,
+    file: &HashMap<String, Tensor>,
+    vars: &HashMap<String, Tensor>,
 ) -> Result<Head, String> {
     let (w, b) = (file.get(HEAD[0]), file.get(HEAD[1]));
     let (Some(w), Some(b)) = (w, b) else {
