@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub mod pixels;
+pub mod pool;
 mod random_access;
 mod reader;
 mod writer;

@@ -13,8 +13,8 @@
 use super::schema::{batch_size_param, float, int, invalid, one_of, param, preset_param, slot};
 use super::train_diffusion::load_autoencoder;
 use super::train_latent_classifier::{build_latent_classifier, read_scale_factor};
-use crate::artifact::pixels::to_uint8;
-use crate::artifact::{write_shard, ImageBatch, ImageSet, ImageSetWriter, Item};
+use crate::artifact::pool::PoolLayout;
+use crate::artifact::ImageSet;
 use crate::diffusion::{
     ddim_sample, log_prob_gradient, BetaSchedule, ClassifierGuidance, DdimSchedule, GuidanceMode,
     NoiseSchedule, SeededNoise,
@@ -28,7 +28,6 @@ use crate::train::named::restore_into;
 use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::{KindSpec, ParamType};
 use histodiff_engine::stage::{Stage, StageContext, StageError};
-use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -152,9 +151,15 @@ impl Stage for Sample {
             ctx.param_f64("eta")?,
         )
         .map_err(invalid)?;
-        let per_class = ctx.param_i64("per_class")? as usize;
-        let batch_size = ctx.param_i64("batch_size")? as usize;
-        let total = classes.len() * per_class;
+        let pool = PoolLayout::new(
+            classes,
+            (
+                ctx.param_i64("per_class")? as usize,
+                ctx.param_i64("batch_size")? as usize,
+                image_size,
+            ),
+            ctx.checkpoint_dir(),
+        )?;
         let seed = ctx.param_i64("seed")? as u64;
         let mut state = Sampler {
             unet,
@@ -169,15 +174,11 @@ impl Stage for Sample {
             },
             scale_factor,
             latent_shape: [ae_channels(&unet_vs), latent_size, latent_size],
-            per_class,
-            batch_size,
-            total,
+            pool,
             seed,
-            batches: ctx.checkpoint_dir().join("batches"),
-            image_size,
             device: dev,
         };
-        let batches = total.div_ceil(batch_size) as u64;
+        let batches = state.pool.batches();
         let schedule = Schedule {
             total_steps: batches,
             every_steps: 1,
@@ -186,10 +187,8 @@ impl Stage for Sample {
             metric_every: batches,
             seed,
         };
-        std::fs::create_dir_all(&state.batches)
-            .map_err(|e| StageError::Invalid(format!("{}: {e}", state.batches.display())))?;
         train(ctx, &schedule, &mut state, None)?;
-        write_images(ctx, &classes, &state, batches)
+        state.pool.finish(&ctx.output_path("images"))
     }
 }
 
@@ -225,44 +224,19 @@ struct Sampler {
     mode: GuidanceMode,
     scale_factor: f64,
     latent_shape: [i64; 3],
-    per_class: usize,
-    batch_size: usize,
-    total: usize,
+    pool: PoolLayout,
     seed: u64,
-    /// Where finished batches are written as shards (inside the key's checkpoint dir).
-    batches: PathBuf,
-    image_size: usize,
     device: Device,
-}
-
-impl Sampler {
-    /// The shard of finished batch `b`.
-    fn shard(&self, b: u64) -> PathBuf {
-        shard_path(&self.batches, b)
-    }
-
-    /// Global image indices of batch `b`.
-    fn range(&self, b: u64) -> std::ops::Range<usize> {
-        let start = b as usize * self.batch_size;
-        start..(start + self.batch_size).min(self.total)
-    }
-}
-
-fn shard_path(dir: &Path, b: u64) -> PathBuf {
-    dir.join(format!("batch-{b:08}.safetensors"))
 }
 
 impl Trainable for Sampler {
     fn step(&mut self, batch: u64, _: Option<&Batch>) -> Result<StepReport, StageError> {
-        let range = self.range(batch);
-        let (start, end) = (range.start, range.end);
-        let classes: Vec<i64> = range.map(|i| (i / self.per_class) as i64).collect();
+        let classes = self.pool.labels(batch);
+        let n = classes.len() as i64;
         let labels = Tensor::from_slice(&classes).to_device(self.device);
         let mut noise = SeededNoise::new(mix(self.seed, batch));
         let [c, h, w] = self.latent_shape;
-        let z_t = noise
-            .tensor(&[(end - start) as i64, c, h, w])
-            .to_device(self.device);
+        let z_t = noise.tensor(&[n, c, h, w]).to_device(self.device);
         let _guard = tch::no_grad_guard();
         let (unet, phi) = (&self.unet, &self.phi);
         let mut eps_model = |x: &Tensor, t: &Tensor| unet.forward(x, t);
@@ -280,13 +254,7 @@ impl Trainable for Sampler {
             .ae
             .decode(&(z0 / self.scale_factor), false)
             .map_err(invalid)?;
-        let pixels = to_uint8(&x).contiguous();
-        let images = ImageBatch {
-            image_size: self.image_size,
-            images: Vec::<u8>::try_from(pixels.flatten(0, -1)).map_err(invalid)?,
-            labels: Some(classes),
-        };
-        write_shard(&self.shard(batch), &images)?;
+        self.pool.write_batch(batch, &x)?;
         Ok(StepReport::default())
     }
 
@@ -299,38 +267,4 @@ impl Trainable for Sampler {
     fn restore(&mut self, _state: Vec<(String, Tensor)>) -> Result<(), StageError> {
         Ok(())
     }
-}
-
-/// Moves the finished batches' shards into the output image set, in batch order.
-fn write_images(
-    ctx: &StageContext,
-    classes: &[String],
-    state: &Sampler,
-    batches: u64,
-) -> Result<(), StageError> {
-    let mut writer = ImageSetWriter::create(
-        &ctx.output_path("images"),
-        classes.to_vec(),
-        state.image_size,
-        state.batch_size,
-    )?;
-    for b in 0..batches {
-        let items = state
-            .range(b)
-            .map(|i| {
-                let class = i / state.per_class;
-                Item {
-                    source: format!(
-                        "synthetic/{}/{:06}.png",
-                        classes[class],
-                        i % state.per_class
-                    ),
-                    label: Some(class as i64),
-                }
-            })
-            .collect();
-        writer.append_shard(&state.shard(b), items)?;
-    }
-    writer.finish()?;
-    Ok(())
 }
