@@ -131,10 +131,17 @@ impl Adam {
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self) {
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        self.step_with(&grads);
+    }
+
+    /// One update with the given gradients, in [`Adam::params`] order; a parameter whose
+    /// gradient is undefined is skipped, as torch skips a `None` grad (for losses
+    /// differentiated with `Tensor::run_backward`, e.g. StyleGAN2's phases).
+    pub fn step_with(&mut self, grads: &[Tensor]) {
         let _guard = tch::no_grad_guard();
         let c = self.config;
-        for (name, param) in &self.params {
-            let grad = param.grad();
+        for ((name, param), grad) in self.params.iter().zip(grads) {
             if !grad.defined() {
                 continue;
             }
@@ -146,7 +153,7 @@ impl Adam {
                     exp_avg_sq: param.zeros_like(),
                     step: 0,
                 });
-            update(param, &grad, state, &c);
+            update(param, grad, state, &c);
         }
     }
 
