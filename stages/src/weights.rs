@@ -139,3 +139,54 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<(), Wei
         source,
     })
 }
+
+/// Writes named tensors with string metadata (e.g. an architecture as JSON), so an artifact
+/// says how to rebuild its model.
+pub fn save_tensors_with_metadata(
+    tensors: &[(String, Tensor)],
+    metadata: std::collections::HashMap<String, String>,
+    path: &Path,
+) -> Result<(), String> {
+    let buffers = tensors
+        .iter()
+        .map(|(name, t)| crate::train::checkpoint::buffer(name, &t.detach()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let views = buffers
+        .iter()
+        .map(|b| {
+            safetensors::tensor::TensorView::new(b.dtype, b.shape.clone(), &b.data)
+                .map(|view| (b.name.as_str(), view))
+                .map_err(|e| format!("{}: {e}", b.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize_to_file(views, Some(metadata), path)
+        .map_err(|e| format!("{}: cannot write safetensors: {e}", path.display()))
+}
+
+/// The string metadata of a safetensors file (empty when it has none).
+pub fn read_metadata(path: &Path) -> Result<std::collections::HashMap<String, String>, String> {
+    use std::io::Read;
+    let fail = |e: String| format!("{}: cannot read safetensors header: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| fail(e.to_string()))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return Err(fail(format!("header of {n} bytes")));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| fail(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| fail(e.to_string()))?;
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -194,14 +194,15 @@ pub fn save(
 }
 
 /// One tensor's bytes on the CPU, ready for safetensors.
-struct Buffer {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+pub(crate) struct Buffer {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<u8>,
 }
 
-fn buffer(name: &str, tensor: &Tensor) -> Result<Buffer, CheckpointError> {
+/// A tensor's bytes on the CPU, as safetensors stores them.
+pub(crate) fn buffer(name: &str, tensor: &Tensor) -> Result<Buffer, CheckpointError> {
     let bad = |reason: String| CheckpointError::Tensor {
         name: name.to_string(),
         reason,
