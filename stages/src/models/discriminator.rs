@@ -114,6 +114,6 @@ impl NLayerDiscriminator {
 
 /// LeakyReLU with slope 0.2 (tch's `leaky_relu` has the fixed slope 0.01); the gradient at
 /// 0 is the slope, as in PyTorch.
-fn leaky_relu(xs: &Tensor) -> Tensor {
+pub(crate) fn leaky_relu(xs: &Tensor) -> Tensor {
     xs.where_self(&xs.gt(0.0), &(xs * 0.2))
 }

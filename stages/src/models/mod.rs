@@ -6,6 +6,7 @@ pub mod discriminator;
 pub mod inception;
 pub mod inception_blocks;
 pub mod lpips;
+pub mod stylegan2;
 pub mod torch_init;
 pub mod unet;
 pub mod vit;
