@@ -14,6 +14,8 @@ pub mod report_table;
 pub mod sample;
 pub mod schema;
 pub mod select;
+pub mod stylegan2_sample;
+pub mod stylegan2_train;
 pub mod subset;
 pub mod train_autoencoder;
 pub mod train_classifier;
@@ -45,6 +47,8 @@ pub fn all() -> Vec<Box<dyn Stage>> {
         Box::new(train_latent_classifier::TrainLatentClassifier),
         Box::new(sample::Sample),
         Box::new(weights_import::WeightsImport),
+        Box::new(stylegan2_train::Stylegan2Train),
+        Box::new(stylegan2_sample::Stylegan2Sample),
     ]
 }
 

@@ -54,24 +54,55 @@ pub fn schedule_params(default_epochs: i64) -> Vec<ParamSpec> {
     ]
 }
 
+/// The schedule parameters of [`schedule_params`], typed (precision aside).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct ScheduleParams {
+    pub steps: u64,
+    pub epochs: u64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    pub checkpoint_minutes: f64,
+    pub metric_every: u64,
+}
+
+impl ScheduleParams {
+    /// The schedule; `steps_per_epoch` comes from the data. Seeds libtorch's global
+    /// generator, which initialisation draws from, so call it before building models.
+    pub fn schedule(&self, steps_per_epoch: u64) -> Schedule {
+        let total_steps = if self.steps > 0 {
+            self.steps
+        } else {
+            self.epochs.max(1) * steps_per_epoch
+        };
+        tch::manual_seed(self.seed as i64);
+        Schedule {
+            total_steps,
+            every_steps: self.checkpoint_every,
+            every_minutes: self.checkpoint_minutes,
+            metric_every: self.metric_every.max(1),
+            seed: self.seed,
+        }
+    }
+}
+
 /// The schedule from those parameters; `steps_per_epoch` comes from the data.
 pub fn schedule(ctx: &StageContext, steps_per_epoch: u64) -> Result<Schedule, StageError> {
-    let steps = ctx.param_i64("steps")?.max(0) as u64;
-    let total_steps = if steps > 0 {
-        steps
-    } else {
-        ctx.param_i64("epochs")?.max(1) as u64 * steps_per_epoch
-    };
-    let seed = ctx.param_i64("seed")? as u64;
-    // Initialisation draws from the global generator too: seed it before models are built.
-    tch::manual_seed(seed as i64);
-    Ok(Schedule {
-        total_steps,
-        every_steps: ctx.param_i64("checkpoint_every")?.max(0) as u64,
-        every_minutes: ctx.param_f64("checkpoint_minutes")?,
+    let params = ScheduleParams {
+        steps: ctx.param_i64("steps")?.max(0) as u64,
+        epochs: ctx.param_i64("epochs")?.max(1) as u64,
+        seed: ctx.param_i64("seed")? as u64,
+        checkpoint_every: ctx.param_i64("checkpoint_every")?.max(0) as u64,
+        checkpoint_minutes: ctx.param_f64("checkpoint_minutes")?,
         metric_every: ctx.param_i64("metric_every")?.max(1) as u64,
-        seed,
-    })
+    };
+    Ok(params.schedule(steps_per_epoch))
+}
+
+/// A kind's parameters as its typed struct (the engine has checked them against the spec,
+/// so a failure here is a spec and struct that disagree).
+pub fn typed_params<T: serde::de::DeserializeOwned>(ctx: &StageContext) -> Result<T, StageError> {
+    serde_json::from_value(serde_json::Value::Object(ctx.job.params.clone()))
+        .map_err(|e| StageError::Invalid(format!("parameters of {}: {e}", ctx.job.kind)))
 }
 
 /// One cross-entropy step of a classifier (φ or ϕ): backward, optimizer step, and the
