@@ -20,6 +20,13 @@ Subcommands:
   lpips VGG16_PTH LIN_PTH OUT
       torchvision vgg16 ImageNet weights + taming's vgg_lpips `vgg.pth` -> LPIPS under taming's
       names (scaling_layer.*, net.slice{1..5}.*, lin{0..4}.model.1.weight).
+  stylegan2 PKL OUT --stylegan2-ada PATH   (needs --trust-pickle)
+      NVlabs/stylegan2-ada-pytorch `network-snapshot-XXXXXX.pkl` -> `G_ema.<official name>`
+      (the EMA generator's state dict: parameters and buffers) with the architecture as JSON
+      in the metadata key `histodiff.stylegan2`. The pickle is opened with the official
+      `legacy.load_network_pkl` (PATH: a checkout of the official code, for dnnlib/torch_utils);
+      it executes the source code embedded in the snapshot, hence --trust-pickle. Conditional
+      generators (c_dim > 0) with the 'skip' synthesis architecture only.
 
 Every output tensor is contiguous float32 (integer tensors other than BatchNorm's
 `num_batches_tracked`, which is dropped, are refused). Pickled checkpoints are loaded with
@@ -27,6 +34,8 @@ Every output tensor is contiguous float32 (integer tensors other than BatchNorm'
 """
 
 import argparse
+import json
+import os
 import sys
 
 import torch
@@ -171,6 +180,100 @@ def convert_lpips(args):
     write(out, args.out, f"{args.vgg} + {args.lin}")
 
 
+# Constructor defaults of training/networks.py (SynthesisNetwork / SynthesisBlock / SynthesisLayer
+# and MappingNetwork): the keys a snapshot's init_kwargs may hold beyond the recorded ones, with
+# the values the histodiff port implements.
+SG2_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None,
+                              architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
+                              activation="lrelu", kernel_size=3, fp16_channels_last=False)
+SG2_SYNTHESIS_FREE = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "fp16_channels_last"}
+SG2_MAPPING_DEFAULTS = dict(num_layers=8, embed_features=None, layer_features=None, activation="lrelu",
+                            lr_multiplier=0.01, w_avg_beta=0.995)
+SG2_MAPPING_FREE = {"num_layers"}
+
+
+def sg2_generator_arch(G, path):
+    """The `histodiff.stylegan2` JSON of an official Generator (the fields of the Rust
+    `Stylegan2Config`, in its order); refuses what the port lacks. The FP16 settings
+    (num_fp16_res, fp16_channels_last) only change the official code's compute precision, not
+    the float32 weights, and are not recorded."""
+    if G.c_dim == 0:
+        raise ConversionError(f"{path}: G_ema is unconditional (c_dim 0); histodiff needs a "
+                              "class-conditional StyleGAN2 (train.py --cond=1)")
+    kwargs = G.init_kwargs if hasattr(G, "init_kwargs") else None
+    if kwargs is None:
+        raise ConversionError(f"{path}: G_ema has no init_kwargs (not a persistent official Generator)")
+    syn = dict(kwargs.get("synthesis_kwargs", None) or {})
+    mapping = dict(kwargs.get("mapping_kwargs", None) or {})
+    blocks = [getattr(G.synthesis, f"b{res}") for res in G.synthesis.block_resolutions]
+    archs = sorted({b.architecture for b in blocks} | {syn.get("architecture", "skip")})
+    if archs != ["skip"]:
+        raise ConversionError(f"{path}: synthesis architecture {archs}; only 'skip' (the default) is supported")
+    unsupported = []
+    for kw, defaults, free, where in [(syn, SG2_SYNTHESIS_DEFAULTS, SG2_SYNTHESIS_FREE, "synthesis_kwargs"),
+                                      (mapping, SG2_MAPPING_DEFAULTS, SG2_MAPPING_FREE, "mapping_kwargs")]:
+        for k, v in kw.items():
+            if k in free:
+                continue
+            default = defaults.get(k, KeyError)
+            same = v == default or (isinstance(v, (list, tuple)) and list(v) == default)
+            if k in ("embed_features", "layer_features") and v == G.w_dim:
+                same = True
+            if k == "w_avg_beta" and v is not None:  # training-time decay; G_ema only needs w_avg
+                same = True
+            if not same:
+                unsupported.append(f"{where}.{k}={v!r}")
+    if unsupported:
+        raise ConversionError(f"{path}: G_ema uses settings the histodiff port does not implement: "
+                              + ", ".join(unsupported))
+    arch = dict(z_dim=int(G.z_dim), w_dim=int(G.w_dim), c_dim=int(G.c_dim),
+                img_resolution=int(G.img_resolution), img_channels=int(G.img_channels),
+                mapping_layers=int(G.mapping.num_layers),
+                channel_base=int(syn.get("channel_base", SG2_SYNTHESIS_DEFAULTS["channel_base"])),
+                channel_max=int(syn.get("channel_max", SG2_SYNTHESIS_DEFAULTS["channel_max"])),
+                conv_clamp=None if syn.get("conv_clamp") is None else float(syn["conv_clamp"]),
+                architecture="skip")
+    # The recovered channel_base/channel_max must reproduce every block's width.
+    for b in blocks:
+        want = min(arch["channel_base"] // b.resolution, arch["channel_max"])
+        got = int(b.conv1.weight.shape[0])
+        if got != want:
+            raise ConversionError(f"{path}: block b{b.resolution} has {got} channels, but channel_base "
+                                  f"{arch['channel_base']} / channel_max {arch['channel_max']} give {want}")
+    return arch
+
+
+def convert_stylegan2(args):
+    if not args.trust_pickle:
+        raise ConversionError(f"{args.pkl}: a StyleGAN2-ADA snapshot is a plain pickle that runs the "
+                              "source code embedded in it; if you trust this file, retry with --trust-pickle")
+    root = os.path.abspath(args.stylegan2_ada)
+    if not os.path.isfile(os.path.join(root, "legacy.py")):
+        raise ConversionError(f"--stylegan2-ada {args.stylegan2_ada}: no legacy.py there "
+                              "(expected a checkout of NVlabs/stylegan2-ada-pytorch)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        import legacy  # official: imports dnnlib, torch_utils
+    except ImportError as e:
+        raise ConversionError(f"cannot import the official code from {root}: {e}") from e
+    try:
+        with open(args.pkl, "rb") as f:
+            data = legacy.load_network_pkl(f)
+    except KeyError as e:  # legacy.py asserts the presence of G, D and G_ema
+        raise ConversionError(f"{args.pkl}: not a complete snapshot, no `{e.args[0]}` network in it") from e
+    except Exception as e:  # not a snapshot, a corrupt file, code that does not import
+        raise ConversionError(f"{args.pkl}: cannot load the network pickle: {type(e).__name__}: {e}") from e
+    G = data.get("G_ema") if isinstance(data, dict) else None
+    if not isinstance(G, torch.nn.Module):
+        raise ConversionError(f"{args.pkl}: no `G_ema` network in the snapshot")
+    arch = sg2_generator_arch(G, args.pkl)
+    tensors = {f"G_ema.{k}": v for k, v in G.state_dict().items()}
+    meta = json.dumps(arch, separators=(",", ":"))  # as serde_json writes Stylegan2Config
+    write(tensors, args.out, args.pkl, metadata={"histodiff.stylegan2": meta})
+    print(f"{args.out}: histodiff.stylegan2 = {meta}", file=sys.stderr)
+
+
 def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--trust-pickle", action="store_true",
@@ -196,6 +299,11 @@ def parser():
     p = sub.add_parser("lpips")
     p.add_argument("vgg"), p.add_argument("lin"), p.add_argument("out")
     p.set_defaults(run=convert_lpips)
+    p = sub.add_parser("stylegan2")
+    p.add_argument("pkl"), p.add_argument("out")
+    p.add_argument("--stylegan2-ada", required=True, metavar="PATH",
+                   help="checkout of NVlabs/stylegan2-ada-pytorch (for legacy.py, dnnlib, torch_utils)")
+    p.set_defaults(run=convert_stylegan2)
     return ap
 
 
