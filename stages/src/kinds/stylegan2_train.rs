@@ -306,7 +306,7 @@ impl Trainable for GanState {
         let (z, c) = self.latents();
         let g_main = self.loss.g_main(&self.g, &self.d, &z, &c);
         let _ = optimizer_step(&mut self.opt_g, &g_main.loss);
-        if step % G_REG_INTERVAL == 0 && self.loss.config.pl_weight > 0.0 {
+        if step.is_multiple_of(G_REG_INTERVAL) && self.loss.config.pl_weight > 0.0 {
             let (z, c) = self.latents();
             let n = self.batch_size / self.loss.config.pl_batch_shrink;
             let r = self.g.config().img_resolution;
@@ -321,7 +321,7 @@ impl Trainable for GanState {
             metrics.extend(reg.terms);
         }
         let (z, c) = self.latents();
-        let r1 = step % D_REG_INTERVAL == 0 && self.loss.config.r1_gamma > 0.0;
+        let r1 = step.is_multiple_of(D_REG_INTERVAL) && self.loss.config.r1_gamma > 0.0;
         let d_main = self.loss.d_loss(
             (&self.g, &self.d),
             (&real, &real_c),

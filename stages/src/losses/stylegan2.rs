@@ -167,20 +167,21 @@ impl Stylegan2Loss {
         gain: f64,
     ) -> PhaseLoss {
         let mut terms = Vec::new();
-        let mut total = Tensor::zeros([], (Kind::Float, real.device()));
+        // Summed out of place: each part is still needed by the backward pass.
+        let mut parts = Vec::with_capacity(3);
         if main {
             let (img, _) = tch::no_grad(|| self.run_g(g, z, c));
             let gen = d.forward(&img, c).softplus();
-            total = total + mean(&gen) * gain;
+            parts.push(mean(&gen) * gain);
             terms.push(("loss_D_fake", mean(&gen).double_value(&[])));
         }
         let real = real.detach().set_requires_grad(r1);
         let logits = d.forward(&real, real_c);
-        let mut per_sample = &logits * 0.0;
+        let mut per_sample = vec![&logits * 0.0];
         if main {
             let loss_real = (-&logits).softplus();
             terms.push(("loss_D_real", mean(&loss_real).double_value(&[])));
-            per_sample = per_sample + loss_real;
+            per_sample.push(loss_real);
         }
         if r1 {
             let grads =
@@ -189,10 +190,20 @@ impl Stylegan2Loss {
                 .square()
                 .sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float);
             terms.push(("r1_penalty", mean(&penalty).double_value(&[])));
-            per_sample = per_sample + (&penalty * (self.config.r1_gamma / 2.0)).unsqueeze(1);
+            per_sample.push((&penalty * (self.config.r1_gamma / 2.0)).unsqueeze(1));
         }
         PhaseLoss {
-            loss: total + mean(&per_sample) * gain,
+            loss: {
+                let per_sample = per_sample
+                    .into_iter()
+                    .reduce(|a, b| a + b)
+                    .expect("the `· 0` term");
+                parts.push(mean(&per_sample) * gain);
+                parts
+                    .into_iter()
+                    .reduce(|a, b| a + b)
+                    .expect("one part at least")
+            },
             terms,
         }
     }

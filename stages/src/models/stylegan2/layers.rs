@@ -196,10 +196,11 @@ pub fn modulated_conv2d(
             (None, None) => x,
         };
     }
-    let mut w = modulated.expect("fused modulation builds the per-sample weights");
-    if let Some(d) = &dcoefs {
-        w = w * d.reshape([batch, -1, 1, 1, 1]);
-    }
+    let w = modulated.expect("fused modulation builds the per-sample weights");
+    let w = match &dcoefs {
+        Some(d) => w * d.reshape([batch, -1, 1, 1, 1]),
+        None => w,
+    };
     let (h, wd) = (x.size()[2], x.size()[3]);
     let x = x.reshape([1, -1, h, wd]);
     let w = w.reshape([-1, in_channels, kh, kw]);

@@ -49,9 +49,7 @@ pub fn bias_act(
         None => x.shallow_clone(),
     };
     x = act.apply(&x);
-    if gain != 1.0 {
-        x = x * gain;
-    }
+    let x = if gain != 1.0 { x * gain } else { x };
     match clamp {
         Some(c) => x.clamp(-c, c),
         None => x,
