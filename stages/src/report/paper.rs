@@ -1,10 +1,12 @@
 //! The paper's reported numbers (Table 1 and supplementary Table 1, test set
-//! CRC-VAL-HE-7K; SPEC Appendix B), printed next to measured rows with the same setting.
+//! CRC-VAL-HE-7K; SPEC Appendix B), printed next to measured rows with the same setting:
+//! HistoDiffusion (`full`), its two ablations and the class-conditional StyleGAN2.
 
 /// A setting: which model variant, which selection method, which augmentation ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Setting {
-    /// `full`, `no-finetune` (w/o conditional fine-tuning) or `no-pretrain`.
+    /// `full`, `no-finetune` (w/o conditional fine-tuning), `no-pretrain`, or
+    /// `stylegan2` (the class-conditional StyleGAN2 of Table 1, [`STYLEGAN2`]).
     pub variant: &'static str,
     /// `none` (baseline), `random` or `centroid` (the paper's "selective").
     pub method: &'static str,
@@ -44,9 +46,47 @@ const fn row(
     }
 }
 
-/// HistoDiffusion rows of Table 1 and both ablations of supplementary Table 1.
+/// The variant of Table 1's StyleGAN2 rows (a generator, not a HistoDiffusion variant).
+pub const STYLEGAN2: &str = "stylegan2";
+
+/// HistoDiffusion and StyleGAN2 rows of Table 1 and both ablations of supplementary Table 1.
 pub const PAPER_ROWS: &[PaperRow] = &[
     row("full", "none", 0.0, None, [0.855, 0.850, 0.855, 0.983]),
+    row(
+        STYLEGAN2,
+        "random",
+        0.5,
+        Some(5.714),
+        [0.860, 0.856, 0.860, 0.980],
+    ),
+    row(
+        STYLEGAN2,
+        "centroid",
+        0.5,
+        Some(5.088),
+        [0.868, 0.861, 0.867, 0.978],
+    ),
+    row(
+        STYLEGAN2,
+        "centroid",
+        1.0,
+        Some(5.927),
+        [0.879, 0.876, 0.879, 0.982],
+    ),
+    row(
+        STYLEGAN2,
+        "centroid",
+        2.0,
+        Some(7.550),
+        [0.895, 0.888, 0.895, 0.983],
+    ),
+    row(
+        STYLEGAN2,
+        "centroid",
+        3.0,
+        Some(10.643),
+        [0.898, 0.896, 0.898, 0.987],
+    ),
     row(
         "full",
         "random",
@@ -164,7 +204,27 @@ pub fn lookup(variant: &str, method: &str, ratio: f64) -> Option<&'static PaperR
     })
 }
 
-/// "baseline", "random 50 %", "selective 200 %", with the variant when not `full`.
+/// How a variant is written in labels: `StyleGAN2` for [`STYLEGAN2`], else as given.
+pub fn variant_name(variant: &str) -> &str {
+    if variant == STYLEGAN2 {
+        "StyleGAN2"
+    } else {
+        variant
+    }
+}
+
+/// The generator a variant's synthetic images come from: `stylegan2` for [`STYLEGAN2`],
+/// `histodiffusion` for every other variant (`full` and the ablations).
+pub fn generator_of_variant(variant: &str) -> &'static str {
+    if variant == STYLEGAN2 {
+        STYLEGAN2
+    } else {
+        "histodiffusion"
+    }
+}
+
+/// "baseline", "random 50 %", "selective 200 %", with the variant when not `full`
+/// ("StyleGAN2: selective 200 %", "no-finetune: random 50 %").
 pub fn label(variant: &str, method: &str, ratio: f64) -> String {
     let base = match method {
         "none" => "baseline".to_string(),
@@ -174,6 +234,6 @@ pub fn label(variant: &str, method: &str, ratio: f64) -> String {
     if variant == "full" || method == "none" {
         base
     } else {
-        format!("{variant}: {base}")
+        format!("{}: {base}", variant_name(variant))
     }
 }

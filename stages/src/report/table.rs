@@ -3,8 +3,8 @@
 //! setting, the paper's numbers for that setting, and each run's lineage (producing
 //! instance and artifact hash), so every number can be traced.
 
-use super::paper::{label, lookup};
-use super::results::{Evaluation, FidResult};
+use super::paper::{label, lookup, variant_name, STYLEGAN2};
+use super::results::{Evaluation, FidResult, FULL_VARIANT};
 use super::spread::{within_spread, Spread};
 
 /// One measured row.
@@ -18,6 +18,8 @@ pub struct Row {
     pub filled: Option<u64>,
     pub evaluation: Evaluation,
     pub fid: Option<FidResult>,
+    /// Instance that produced the joined FID, e.g. `fid_gan[generator=stylegan2,…]`.
+    pub fid_producer: Option<String>,
     /// Instance that produced the evaluation, e.g. `evaluate[method=centroid,ratio=2.0]`.
     pub producer: String,
     /// Content hash of the evaluation artifact.
@@ -30,11 +32,19 @@ impl Row {
     }
 }
 
-/// Sorts rows the way the paper lists them: variant, baseline first, random, selective, ratio.
+/// Sorts rows the way the paper lists them: the (real-only) baseline, StyleGAN2, then
+/// HistoDiffusion (`full`), then the ablations by name; within each, baseline first,
+/// random, selective, by ratio.
 pub fn sort_rows(rows: &mut [Row]) {
     let rank = |r: &Row| {
+        let group = match (r.variant.as_str(), r.method.as_str()) {
+            (FULL_VARIANT, "none") => 0,
+            (STYLEGAN2, _) => 1,
+            (FULL_VARIANT, _) => 2,
+            _ => 3,
+        };
         (
-            r.variant != "full",
+            group,
             r.variant.clone(),
             r.method != "none",
             r.method != "random",
@@ -87,25 +97,33 @@ impl Setting<'_> {
     }
 }
 
+/// Whether two rows are runs of one setting (same variant, method and ratio).
+fn same_setting(a: &Row, b: &Row) -> bool {
+    a.variant == b.variant && a.method == b.method && (a.ratio - b.ratio).abs() < 1e-9
+}
+
 /// Groups sorted rows into settings; rows of one setting differ only in their seed.
 pub fn settings(rows: &[Row]) -> Vec<Setting<'_>> {
     let mut out: Vec<Setting> = Vec::new();
     for row in rows {
         match out.last_mut() {
-            Some(s) if s.first().label() == row.label() => s.runs.push(row),
+            Some(s) if same_setting(s.first(), row) => s.runs.push(row),
             _ => out.push(Setting { runs: vec![row] }),
         }
     }
     out
 }
 
-/// Δ accuracy against the baseline of the same variant, marked `†` when it is smaller than
-/// the spread over seeds (it could be seed noise).
+/// Δ accuracy against the baseline of the same variant (the `full` one, trained on real
+/// images only, for a variant without its own, e.g. StyleGAN2), marked `†` when it is
+/// smaller than the spread over seeds (it could be seed noise).
 fn delta_text(setting: &Setting, all: &[Setting]) -> String {
     let first = setting.first();
-    let baseline = all
-        .iter()
-        .find(|s| s.first().method == "none" && s.first().variant == first.variant);
+    let baseline_of = |variant: &str| {
+        all.iter()
+            .find(|s| s.first().method == "none" && s.first().variant == variant)
+    };
+    let baseline = baseline_of(&first.variant).or_else(|| baseline_of(FULL_VARIANT));
     let (Some(base), Some(acc)) = (baseline, setting.accuracy()) else {
         return "–".into();
     };
@@ -194,13 +212,14 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
     out += "Measured metrics are support-weighted averages over classes from the global confusion matrix \
             (paper-compatible, SPEC §8.3). ";
     out += match paper {
-        PaperColumns::Crc => "Paper numbers are HistoDiffusion's Table 1 / supp. Table 1 on CRC-VAL-HE-7K. ",
+        PaperColumns::Crc => "Paper numbers are the paper's Table 1 (HistoDiffusion and StyleGAN2) / supp. Table 1 on CRC-VAL-HE-7K. ",
         PaperColumns::None => "The paper's numbers are not shown: this pipeline does not declare the paper's data (`paper: crc`). ",
     };
     out += "`filled`: selected images that failed the nearest-centroid filter and were added only to meet the quota \
             (`shortfall: fill`); – where no selection is recorded. \
             With several runs of a setting (`n`, one per seed) each metric is mean ± sample standard deviation; \
-            `Δ Acc` is against the baseline of the same variant, marked † when it is smaller than the larger \
+            `Δ Acc` is against the baseline of the same variant (the real-only baseline of `full` for a variant \
+            without its own, e.g. StyleGAN2), marked † when it is smaller than the larger \
             of the two spreads (it could be seed noise).\n\n";
     let header = header(paper);
     out += &format!(
@@ -227,6 +246,7 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
             "\nRows with filled > 0 are not purely selective augmentation: sample a larger pool \
                 (`per_class` of `histodiffusion/sample`) and run again.\n";
     }
+    out += &fid_against_ratio(&all, paper);
     out += "\n## Macro averages\n\n| setting | F1 | Sens | Spec | Precision |\n|---|---|---|---|---|\n";
     for setting in &all {
         let text = |metric: fn(&Row) -> f64| {
@@ -242,6 +262,108 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
             text(|r| r.evaluation.macro_avg.specificity),
             text(|r| r.evaluation.macro_avg.precision),
         );
+    }
+    out
+}
+
+/// How a series of rows is named in "FID against ratio": its generator, and the variant
+/// for an ablation.
+fn series_name(variant: &str) -> String {
+    match variant {
+        FULL_VARIANT => "HistoDiffusion".into(),
+        STYLEGAN2 => variant_name(variant).into(),
+        other => format!("HistoDiffusion {other}"),
+    }
+}
+
+/// "FID against ratio": per series (variant and selection method) the FID at each ratio,
+/// measured and, with `paper: crc`, the paper's, so the trend can be read off (the paper:
+/// StyleGAN2's FID worsens quickly past 100 %, HistoDiffusion's holds to 300 %). Without
+/// any computed FID it says so instead of printing a column of n/c. Empty without rows
+/// of synthetic data.
+fn fid_against_ratio(all: &[Setting], paper: PaperColumns) -> String {
+    let synthetic: Vec<&Setting> = all.iter().filter(|s| s.first().method != "none").collect();
+    if synthetic.is_empty() {
+        return String::new();
+    }
+    let mut ratios: Vec<f64> = synthetic.iter().map(|s| s.first().ratio).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    // Series in table order: (variant, method) and its settings.
+    let mut series: Vec<(&str, &str, Vec<&Setting>)> = Vec::new();
+    for s in &synthetic {
+        let r = s.first();
+        match series.last_mut() {
+            Some((v, m, list)) if *v == r.variant && *m == r.method => list.push(s),
+            _ => series.push((&r.variant, &r.method, vec![s])),
+        }
+    }
+    let measured = synthetic.iter().any(|s| {
+        s.runs
+            .iter()
+            .any(|r| r.fid.as_ref().is_some_and(|f| f.fid.is_some()))
+    });
+    let mut out = String::from("\n## FID against ratio\n\n");
+    if measured {
+        out += "FID of each generator's selected images against the real images, by augmentation ratio \
+                (mean ± std over runs; n/c: not computed; –: no FID for that setting)";
+    } else {
+        let reason = synthetic
+            .iter()
+            .flat_map(|s| &s.runs)
+            .find_map(|r| r.fid.as_ref())
+            .map_or("no FID results were given to the report".to_string(), |f| {
+                f.status.clone()
+            });
+        out += &format!(
+            "No FID was measured ({reason}), so the measured FID against ratio cannot be shown"
+        );
+    }
+    out += match paper {
+        PaperColumns::Crc => "; `(paper)` lines are the paper's FIDs for the same settings.\n\n",
+        PaperColumns::None => ".\n\n",
+    };
+    if !measured && paper == PaperColumns::None {
+        return out;
+    }
+    let percent: Vec<String> = ratios
+        .iter()
+        .map(|r| format!("{} %", (r * 100.0).round()))
+        .collect();
+    out += &format!(
+        "| generator | selection | {} |\n|---|---|{}\n",
+        percent.join(" | "),
+        "---|".repeat(ratios.len())
+    );
+    for (variant, method, list) in &series {
+        let selection = if *method == "centroid" {
+            "selective"
+        } else {
+            method
+        };
+        let at = |ratio: f64| list.iter().find(|s| (s.first().ratio - ratio).abs() < 1e-9);
+        if measured {
+            let cells: Vec<String> = ratios
+                .iter()
+                .map(|&r| at(r).map_or("–".into(), |s| s.fid_text()))
+                .collect();
+            out += &format!(
+                "| {} | {selection} | {} |\n",
+                series_name(variant),
+                cells.join(" | ")
+            );
+        }
+        if paper == PaperColumns::Crc {
+            let cells: Vec<String> = ratios
+                .iter()
+                .map(|&r| num(lookup(variant, method, r).and_then(|p| p.fid)))
+                .collect();
+            out += &format!(
+                "| {} (paper) | {selection} | {} |\n",
+                series_name(variant),
+                cells.join(" | ")
+            );
+        }
     }
     out
 }
