@@ -131,6 +131,15 @@ fn kind_overrides(kind: &str, params: &Params) -> &'static [(&'static str, &'sta
         "histodiffusion/train-classifier" => {
             &[("preset", "tiny"), ("epochs", "1"), ("batch_size", "16")]
         }
+        // Four steps reach both lazy regularisers (they run at step 0).
+        "stylegan2/train" => &[
+            ("preset", "tiny"),
+            ("steps", "4"),
+            ("batch_size", "4"),
+            ("mbstd_group_size", "2"),
+            ("checkpoint_every", "2"),
+        ],
+        "stylegan2/sample" => &[("per_class", "16"), ("batch_size", "48")],
         _ => &[],
     }
 }
@@ -230,7 +239,16 @@ fn runs_end_to_end(file: &Path) {
     eprintln!("{name}: {n} instances in {:.0?}", started.elapsed());
     for report in plan.instances.iter().filter(|i| i.kind == "report/table") {
         let table = exported_table(&p, &store, &report.name);
-        for row in ["baseline", "random 50 %", "selective 300 %"] {
+        let has_gan = plan.instances.iter().any(|i| i.kind == "stylegan2/train");
+        let gan_rows: &[&str] = if has_gan {
+            &["StyleGAN2: random 50 %", "StyleGAN2: selective 300 %"]
+        } else {
+            &[]
+        };
+        for row in ["baseline", "random 50 %", "selective 300 %"]
+            .iter()
+            .chain(gan_rows)
+        {
             assert!(
                 table.contains(row),
                 "{name} {}: no `{row}` row\n{table}",
