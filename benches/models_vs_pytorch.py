@@ -8,6 +8,7 @@ Usage: python benches/models_vs_pytorch.py --rust-bin target/release/examples/be
            [--size tiny|paper] [--device cpu|cuda|cuda:N] [--precision f32|bf16|fp16]
            [--batch B] [--channels-last auto|on|off] [--only NAME ...]
            [--threads 1] [--iters 3] [--rounds 3] [--write BENCHMARKS.md]
+           [--stylegan2-ada PATH [--stylegan2-plugins]]
 Mixed precision is torch.autocast on both sides (libtorch autocast in Rust, see
 stages/src/train/autocast.rs), with loss scaling for fp16 training (torch.amp.GradScaler /
 LossScaler); channels_last (auto: on for CUDA) applies to the conv models on both sides.
@@ -24,6 +25,23 @@ Workloads of --size tiny (the default; names shared with the Rust binary):
   ddim_tiny_step_b4        the same UNet, one step of a 50-step DDIM run (η = 0), batch 4
                            (time per step)
   fid_inception_pool3_b2   pytorch-fid InceptionV3 pool3 (random weights), batch 2 of 64² images
+  stylegan2_tiny_train_step_b8
+                           the OFFICIAL NVlabs/stylegan2-ada-pytorch networks and loss, imported from
+                           --stylegan2-ada PATH (not part of this repository): Generator(z 64, c 9, w 64,
+                           32², mapping 2 layers, channel_base 1024, channel_max 64, conv_clamp 256, no
+                           fp16) and Discriminator(c 9, 32², resnet, same channels, mbstd group 4), batch 8;
+                           one timed run = one training_loop.py iteration at batch_idx 0, i.e. all four
+                           phases Gmain, Greg, Dmain, Dreg (StyleGAN2Loss: style mixing 0.9, r1_gamma 0.0128,
+                           pl_weight 2, pl_batch_shrink 2; G noise_mode 'random'; Adam(0.002·r, betas (0,
+                           0.99)^r, eps 1e-8), r = I/(I+1) with reg intervals 4 (G) and 16 (D), gain I for the
+                           reg phases; nan_to_num of the gradients) plus the G_ema update; fresh z and labels
+                           drawn in each run. f32 only (the official blocks assert their activation dtype, so
+                           autocast cannot run them; skipped with a note for other precisions), no
+                           channels_last. bias_act/upfirdn2d run their pure-PyTorch reference paths (eager),
+                           also on CUDA, unless --stylegan2-plugins lets them build the official CUDA
+                           kernels; conv2d_gradfix stays off (on torch >= 1.10 the official code falls back
+                           to torch conv2d anyway); training_stats.report calls of the loss are kept. Without
+                           --stylegan2-ada the workload is skipped with a note (an error when named in --only).
 Workloads of --size paper (the paper's models and batch sizes, SPEC Appendix A; --batch overrides):
   ae_kl_f4_train_step_b6       kl-f4 AutoencoderKL (PAPER config) on 256² images, the tiny step's loss,
                                Adam(4.5e-6, betas 0.5/0.9)
@@ -37,6 +55,7 @@ Workloads of --size paper (the paper's models and batch sizes, SPEC Appendix A; 
 images/s = batch / time of one step (training) or batch / (200 × time of one step) (sampling).
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -53,6 +72,15 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
 
 DDIM_STEPS = 200
+SG2_NAME = "stylegan2_tiny_train_step_b8"
+SG2_BATCH = 8
+SG2_G = dict(z_dim=64, c_dim=9, w_dim=64, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
+             synthesis_kwargs=dict(channel_base=1024, channel_max=64, conv_clamp=256, num_fp16_res=0))
+SG2_D = dict(c_dim=9, img_resolution=32, img_channels=3, architecture="resnet", channel_base=1024, channel_max=64,
+             conv_clamp=256, num_fp16_res=0, epilogue_kwargs=dict(mbstd_group_size=4))
+SG2_LOSS = dict(style_mixing_prob=0.9, r1_gamma=0.0128, pl_batch_shrink=2, pl_decay=0.01, pl_weight=2.0)
+SG2_REG_INTERVAL = dict(G=4, D=16)
+SG2_EMA_KIMG = 10.0
 DDIM_STEPS_TIMED = 5
 PAPER_BATCH = dict(ae=6, dm=4, phi=32, vit=128, ddim=10)
 
@@ -246,8 +274,57 @@ def inception(run, batch):
     return run.timed(forward)
 
 
-def pytorch_benches(size, batch):
-    """{name: (images per timed run, fn(run) → median seconds)}, names as the Rust binary's."""
+def stylegan2_step(run, root, plugins):
+    """One official StyleGAN2-ADA training iteration (training/training_loop.py at batch_idx 0:
+    every phase runs) with the official networks and loss, imported from the checkout `root`."""
+    root = os.path.abspath(root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from torch_utils import misc
+    from torch_utils.ops import bias_act, upfirdn2d
+    from training import loss as sg2_loss, networks
+    if not plugins:  # the reference (eager) paths instead of compiling the CUDA kernels
+        bias_act._init = upfirdn2d._init = lambda: False
+    dev, batch = run.device, SG2_BATCH
+    G = networks.Generator(**SG2_G).train().requires_grad_(False).to(dev)
+    D = networks.Discriminator(**SG2_D).train().requires_grad_(False).to(dev)
+    G_ema = copy.deepcopy(G).eval()
+    loss = sg2_loss.StyleGAN2Loss(device=dev, G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
+                                  augment_pipe=None, **SG2_LOSS)
+    phases = []
+    for name, module in [("G", G), ("D", D)]:
+        interval = SG2_REG_INTERVAL[name]
+        r = interval / (interval + 1)
+        opt = torch.optim.Adam(module.parameters(), lr=0.002 * r, betas=[b ** r for b in (0.0, 0.99)], eps=1e-8)
+        phases += [(name + "main", module, opt, 1), (name + "reg", module, opt, interval)]
+    c_dim = SG2_G["c_dim"]
+    real = torch.rand(batch, 3, 32, 32, device=dev) * 2 - 1
+    real_c = F.one_hot(torch.randint(0, c_dim, (batch,), device=dev), c_dim).float()
+    ema_beta = 0.5 ** (batch / max(SG2_EMA_KIMG * 1000, 1e-8))
+
+    def step():
+        all_z = torch.randn([len(phases) * batch, SG2_G["z_dim"]], device=dev).split(batch)
+        all_c = F.one_hot(torch.randint(0, c_dim, (len(phases) * batch,), device=dev), c_dim).float().split(batch)
+        for (name, module, opt, interval), z, c in zip(phases, all_z, all_c):
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            loss.accumulate_gradients(phase=name, real_img=real, real_c=real_c, gen_z=z, gen_c=c, sync=True,
+                                      gain=interval)
+            module.requires_grad_(False)
+            for param in module.parameters():
+                if param.grad is not None:
+                    misc.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+            opt.step()
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, ema_beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+    return run.timed(step)
+
+
+def pytorch_benches(size, batch, stylegan2=None, stylegan2_plugins=False):
+    """{name: (images per timed run, fn(run) → median seconds)}, names as the Rust binary's.
+    The StyleGAN2 workload is listed only when the official code's path `stylegan2` is given."""
     if size == "tiny":
         import timm
         from gen_autoencoder import TINY
@@ -262,6 +339,8 @@ def pytorch_benches(size, batch):
             "unet_tiny_train_step_b4": (4, lambda r: unet_step(r, TINY_A, 32, 4)),
             "ddim_tiny_step_b4": (4 / 50, lambda r: ddim_tiny_step(r, 4)),
             "fid_inception_pool3_b2": (2, lambda r: inception(r, 2)),
+            **({SG2_NAME: (SG2_BATCH, lambda r: stylegan2_step(r, stylegan2, stylegan2_plugins))}
+               if stylegan2 else {}),
         }
     import timm
     from gen_autoencoder import PAPER
@@ -350,7 +429,29 @@ def main():
                         help="alternating Rust/PyTorch rounds per workload (the ratio is the median "
                              "of the per-round ratios, so load changes between rounds cancel)")
     parser.add_argument("--write", help="Markdown file to put the table into")
+    parser.add_argument("--stylegan2-ada", metavar="PATH",
+                        help=f"checkout of NVlabs/stylegan2-ada-pytorch, for {SG2_NAME} (tiny size)")
+    parser.add_argument("--stylegan2-plugins", action="store_true",
+                        help="let the official bias_act/upfirdn2d build and use their CUDA kernels "
+                             "(default: their pure-PyTorch reference paths)")
     args = parser.parse_args()
+    asked_sg2 = bool(args.only) and SG2_NAME in args.only
+    stylegan2 = args.stylegan2_ada
+    if args.size == "tiny" and (asked_sg2 or not args.only):
+        why = None
+        if not stylegan2:
+            why = "needs --stylegan2-ada PATH (a checkout of NVlabs/stylegan2-ada-pytorch)"
+        elif not os.path.isfile(os.path.join(stylegan2, "training", "networks.py")):
+            why = f"--stylegan2-ada {stylegan2}: no training/networks.py there"
+        elif args.precision != "f32":
+            why = f"runs in f32 only (the official blocks assert their dtype; --precision {args.precision})"
+        if why and asked_sg2:
+            parser.error(f"{SG2_NAME} {why}")
+        if why:
+            print(f"note: skipping {SG2_NAME}: {why}", file=sys.stderr)
+            stylegan2 = None
+    elif asked_sg2:
+        parser.error(f"{SG2_NAME} is a workload of --size tiny")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: torch sees no CUDA device")
     if args.precision == "fp16" and not args.device.startswith("cuda"):
@@ -362,7 +463,7 @@ def main():
     if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    for name, (images, bench) in pytorch_benches(args.size, args.batch).items():
+    for name, (images, bench) in pytorch_benches(args.size, args.batch, stylegan2, args.stylegan2_plugins).items():
         if args.only and name not in args.only:
             continue
         pairs = []

@@ -22,8 +22,11 @@ use histodiff_stages::diffusion::{
     ddim_sample, BetaSchedule, ClassifierGuidance, DdimSchedule, GuidanceMode, NoiseSchedule,
     SeededNoise,
 };
+use histodiff_stages::kinds::stylegan2_train::{GanState, Params as GanParams};
+use histodiff_stages::kinds::train_common::ScheduleParams;
 use histodiff_stages::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use histodiff_stages::models::inception::{FidInceptionV3, InceptionConfig};
+use histodiff_stages::models::stylegan2::Stylegan2Config;
 use histodiff_stages::models::unet::{presets, EncoderUNetModel, UNetConfig, UNetModel};
 use histodiff_stages::models::vit::{VisionTransformer, VitConfig};
 use histodiff_stages::train::autocast::{self, AutocastGuard, LossScaler, Precision};
@@ -381,6 +384,39 @@ fn inception_pool3(ctx: &Ctx, batch: i64) -> f64 {
     })
 }
 
+/// One StyleGAN2 training iteration of the kind (stylegan2/train's `GanState::step_on`) at
+/// step 0, so all four phases run: Gmain, Greg (path length), Dmain, Dreg (R1), then the
+/// G_ema update; tiny network at 32², 9 classes, f32 (the official FP16 is not ported).
+fn stylegan2_train_step(ctx: &Ctx, batch: i64) -> f64 {
+    let params = GanParams {
+        preset: "tiny".into(),
+        batch_size: batch,
+        lr: 0.0025,
+        r1_gamma: 0.0128,
+        pl_weight: 2.0,
+        style_mixing_prob: 0.9,
+        mbstd_group_size: 4,
+        ema_kimg: 10.0,
+        ema_rampup: 0.0,
+        schedule: ScheduleParams {
+            steps: 1,
+            epochs: 1,
+            seed: 0,
+            checkpoint_every: 0,
+            checkpoint_minutes: 0.0,
+            metric_every: 1,
+        },
+    };
+    let config = Stylegan2Config::tiny(32, 9);
+    let weights = Tensor::ones([9], (Kind::Double, Device::Cpu));
+    let mut state = GanState::new(&params, &config, weights, ctx.device).expect("tiny StyleGAN2");
+    let real = ctx.randn(&[batch, 3, 32, 32]).clamp(-1.0, 1.0);
+    let labels = Tensor::randint(9, [batch], (Kind::Int64, ctx.device));
+    ctx.time(|| {
+        state.step_on(0, &real, &labels);
+    })
+}
+
 fn tiny_workloads() -> Vec<Workload> {
     vec![
         workload("vit_tiny_train_step_b8".into(), 8.0, |c| {
@@ -400,6 +436,9 @@ fn tiny_workloads() -> Vec<Workload> {
         }),
         workload("fid_inception_pool3_b2".into(), 2.0, |c| {
             inception_pool3(c, 2)
+        }),
+        workload("stylegan2_tiny_train_step_b8".into(), 8.0, |c| {
+            stylegan2_train_step(c, 8)
         }),
     ]
 }

@@ -32,19 +32,20 @@ pub const D_REG_INTERVAL: u64 = 16;
 /// Metadata key of the architecture in a generator artifact.
 pub const CONFIG_KEY: &str = "histodiff.stylegan2";
 
+/// The kind's parameters, typed.
 #[derive(Debug, Clone, Deserialize)]
-struct Params {
-    preset: String,
-    batch_size: i64,
-    lr: f64,
-    r1_gamma: f64,
-    pl_weight: f64,
-    style_mixing_prob: f64,
-    mbstd_group_size: i64,
-    ema_kimg: f64,
-    ema_rampup: f64,
+pub struct Params {
+    pub preset: String,
+    pub batch_size: i64,
+    pub lr: f64,
+    pub r1_gamma: f64,
+    pub pl_weight: f64,
+    pub style_mixing_prob: f64,
+    pub mbstd_group_size: i64,
+    pub ema_kimg: f64,
+    pub ema_rampup: f64,
     #[serde(flatten)]
-    schedule: ScheduleParams,
+    pub schedule: ScheduleParams,
 }
 
 impl Stage for Stylegan2Train {
@@ -193,7 +194,9 @@ pub struct GanState {
 }
 
 impl GanState {
-    fn new(
+    /// Fresh networks (seed libtorch first) for `config`; `class_weights` are the training
+    /// set's class frequencies, which the generated labels follow.
+    pub fn new(
         p: &Params,
         config: &Stylegan2Config,
         class_weights: Tensor,
@@ -241,6 +244,60 @@ impl GanState {
             .multinomial(self.batch_size, true)
             .to_device(self.device);
         (z, one_hot(&labels, self.g.config().c_dim))
+    }
+
+    /// One training iteration on real images in [−1, 1] and their labels: Gmain, Greg
+    /// (every 4), Dmain, Dreg (every 16), then the G_ema update.
+    pub fn step_on(&mut self, step: u64, real: &Tensor, labels: &Tensor) -> StepReport {
+        let real_c = one_hot(labels, self.g.config().c_dim);
+        let mut metrics = Vec::new();
+        let (z, c) = self.latents();
+        let g_main = self.loss.g_main(&self.g, &self.d, &z, &c);
+        let _ = optimizer_step(&mut self.opt_g, &g_main.loss);
+        if step.is_multiple_of(G_REG_INTERVAL) && self.loss.config.pl_weight > 0.0 {
+            let (z, c) = self.latents();
+            let n = self.batch_size / self.loss.config.pl_batch_shrink;
+            let r = self.g.config().img_resolution;
+            let pl_noise = Tensor::randn(
+                [n, self.g.config().img_channels, r, r],
+                (Kind::Float, self.device),
+            );
+            let reg = self
+                .loss
+                .g_path_length(&self.g, &z, &c, &pl_noise, G_REG_INTERVAL as f64);
+            let _ = optimizer_step(&mut self.opt_g, &reg.loss);
+            metrics.extend(reg.terms);
+        }
+        let (z, c) = self.latents();
+        let r1 = step.is_multiple_of(D_REG_INTERVAL) && self.loss.config.r1_gamma > 0.0;
+        let d_main = self.loss.d_loss(
+            (&self.g, &self.d),
+            (real, &real_c),
+            (&z, &c),
+            true,
+            false,
+            1.0,
+        );
+        let _ = optimizer_step(&mut self.opt_d, &d_main.loss);
+        metrics.extend(d_main.terms);
+        if r1 {
+            let (z, c) = self.latents();
+            let reg = self.loss.d_loss(
+                (&self.g, &self.d),
+                (real, &real_c),
+                (&z, &c),
+                false,
+                true,
+                D_REG_INTERVAL as f64,
+            );
+            let _ = optimizer_step(&mut self.opt_d, &reg.loss);
+            metrics.extend(reg.terms);
+        }
+        self.update_ema(step);
+        StepReport {
+            loss: g_main.terms[0].1,
+            metrics,
+        }
     }
 
     /// G_ema ← lerp(G, G_ema, β) for parameters, copies for buffers.
@@ -301,55 +358,8 @@ impl Trainable for GanState {
     fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
         let batch = require_batch(batch)?;
         let real = batch.unit_range(self.device);
-        let real_c = one_hot(&batch.labels(self.device)?, self.g.config().c_dim);
-        let mut metrics = Vec::new();
-        let (z, c) = self.latents();
-        let g_main = self.loss.g_main(&self.g, &self.d, &z, &c);
-        let _ = optimizer_step(&mut self.opt_g, &g_main.loss);
-        if step.is_multiple_of(G_REG_INTERVAL) && self.loss.config.pl_weight > 0.0 {
-            let (z, c) = self.latents();
-            let n = self.batch_size / self.loss.config.pl_batch_shrink;
-            let r = self.g.config().img_resolution;
-            let pl_noise = Tensor::randn(
-                [n, self.g.config().img_channels, r, r],
-                (Kind::Float, self.device),
-            );
-            let reg = self
-                .loss
-                .g_path_length(&self.g, &z, &c, &pl_noise, G_REG_INTERVAL as f64);
-            let _ = optimizer_step(&mut self.opt_g, &reg.loss);
-            metrics.extend(reg.terms);
-        }
-        let (z, c) = self.latents();
-        let r1 = step.is_multiple_of(D_REG_INTERVAL) && self.loss.config.r1_gamma > 0.0;
-        let d_main = self.loss.d_loss(
-            (&self.g, &self.d),
-            (&real, &real_c),
-            (&z, &c),
-            true,
-            false,
-            1.0,
-        );
-        let _ = optimizer_step(&mut self.opt_d, &d_main.loss);
-        metrics.extend(d_main.terms);
-        if r1 {
-            let (z, c) = self.latents();
-            let reg = self.loss.d_loss(
-                (&self.g, &self.d),
-                (&real, &real_c),
-                (&z, &c),
-                false,
-                true,
-                D_REG_INTERVAL as f64,
-            );
-            let _ = optimizer_step(&mut self.opt_d, &reg.loss);
-            metrics.extend(reg.terms);
-        }
-        self.update_ema(step);
-        Ok(StepReport {
-            loss: g_main.terms[0].1,
-            metrics,
-        })
+        let labels = batch.labels(self.device)?;
+        Ok(self.step_on(step, &real, &labels))
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
