@@ -146,8 +146,9 @@ fn every_evaluate_reads_the_selection_its_classifier_was_trained_on() {
     }
 }
 
-/// `noft_` and `nopre_` stages are supplementary Table 1's ablations; each evaluate says
-/// so, and the paper has a row for every sweep member it evaluates.
+/// `noft_` and `nopre_` stages are supplementary Table 1's ablations and `_gan` stages its
+/// StyleGAN2 rows; each evaluate says so, and the paper has a row for every sweep member
+/// it evaluates.
 #[test]
 fn every_evaluate_names_the_variant_of_its_sweep() {
     for (name, plan) in plans() {
@@ -155,6 +156,7 @@ fn every_evaluate_names_the_variant_of_its_sweep() {
             let expected = match evaluate.stage.split('_').next() {
                 Some("noft") => "no-finetune",
                 Some("nopre") => "no-pretrain",
+                _ if evaluate.stage.split('_').any(|w| w == "gan") => "stylegan2",
                 _ => "full",
             };
             let variant = evaluate.params["variant"].as_str().unwrap();
