@@ -18,7 +18,7 @@ pub fn resample_filter(p: &nn::Path) -> Tensor {
 }
 
 /// A weight drawn from N(0, σ²) as `torch.randn(...) * σ`.
-fn randn(p: &nn::Path, name: &str, dims: &[i64], stdev: f64) -> Tensor {
+pub(crate) fn randn(p: &nn::Path, name: &str, dims: &[i64], stdev: f64) -> Tensor {
     p.var(name, dims, Init::Randn { mean: 0.0, stdev })
 }
 
@@ -76,6 +76,17 @@ impl FullyConnected {
             ),
         }
     }
+}
+
+/// The affine layer that maps w to a modulated layer's styles (`bias_init=1`).
+pub(crate) fn style_affine(p: &nn::Path, w_dim: i64, channels: i64) -> FullyConnected {
+    FullyConnected::new(
+        &(p / "affine"),
+        (w_dim, channels),
+        Activation::Linear,
+        1.0,
+        Some(1.0),
+    )
 }
 
 /// Options of a [`Conv2dLayer`] beyond its shape.
@@ -161,7 +172,7 @@ pub fn modulated_conv2d(
     weight: &Tensor,
     styles: &Tensor,
     noise: Option<&Tensor>,
-    filter: &Tensor,
+    filter: Option<&Tensor>,
     m: Modulation,
 ) -> Tensor {
     let batch = x.size()[0];
@@ -187,7 +198,7 @@ pub fn modulated_conv2d(
     };
     if !m.fused {
         let x = x * styles.reshape([batch, -1, 1, 1]);
-        let x = conv2d_resample(&x, weight, Some(filter), resample(1));
+        let x = conv2d_resample(&x, weight, filter, resample(1));
         return match (&dcoefs, noise) {
             // fma.fma(x, dcoefs, noise) is addcmul(noise, x, dcoefs).
             (Some(d), Some(n)) => n.addcmul(&x, &d.reshape([batch, -1, 1, 1])),
@@ -204,7 +215,7 @@ pub fn modulated_conv2d(
     let (h, wd) = (x.size()[2], x.size()[3]);
     let x = x.reshape([1, -1, h, wd]);
     let w = w.reshape([-1, in_channels, kh, kw]);
-    let x = conv2d_resample(&x, &w, Some(filter), resample(batch));
+    let x = conv2d_resample(&x, &w, filter, resample(batch));
     let x = x.reshape([batch, -1, x.size()[2], x.size()[3]]);
     match noise {
         Some(n) => x + n,

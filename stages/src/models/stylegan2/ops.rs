@@ -199,8 +199,15 @@ pub fn conv2d_resample(x: &Tensor, w: &Tensor, f: Option<&Tensor>, r: Resample) 
         py0 += (fh - down + 1) / 2;
         py1 += (fh - down) / 2;
     }
-    let identity = Tensor::ones([1, 1], (Kind::Float, x.device()));
-    let f = f.unwrap_or(&identity);
+    // The official None filter is the 1×1 identity; made only when a call has none.
+    let identity;
+    let f = match f {
+        Some(f) => f,
+        None => {
+            identity = Tensor::ones([1, 1], (Kind::Float, x.device()));
+            &identity
+        }
+    };
     let gain_up = (up * up) as f64;
     if kw == 1 && kh == 1 && down > 1 && up == 1 {
         let x = upfirdn2d(x, f, 1, down, [px0, px1, py0, py1], 1.0);
@@ -251,6 +258,7 @@ pub fn conv2d_resample(x: &Tensor, w: &Tensor, f: Option<&Tensor>, r: Resample) 
         return conv(x, w, 1, [py0, px0], r, false);
     }
     // The generic reference path (up == 1 here: the branches above took every up > 1).
+    let identity = Tensor::ones([1, 1], (Kind::Float, x.device()));
     let x = upfirdn2d(x, &identity, 1, 1, [px0, px1, py0, py1], 1.0);
     let x = conv(&x, w, 1, [0, 0], r, false);
     if down > 1 {

@@ -2,7 +2,9 @@
 //! of modulated convolutions (the first upsampling by 2 through the FIR filter), per-pixel
 //! noise, and a toRGB layer whose output is added to the upsampled image of the block below.
 
-use super::layers::{modulated_conv2d, resample_filter, FullyConnected, Modulation};
+use super::layers::{
+    modulated_conv2d, randn, resample_filter, style_affine, FullyConnected, Modulation,
+};
 use super::ops::{bias_act, upsample2d, Activation};
 use tch::nn::{self, Init};
 use tch::Tensor;
@@ -54,18 +56,8 @@ impl SynthesisLayer {
         conv_clamp: Option<f64>,
     ) -> Self {
         let resample_filter = resample_filter(p);
-        let affine = FullyConnected::new(
-            &(p / "affine"),
-            (w_dim, c_in),
-            Activation::Linear,
-            1.0,
-            Some(1.0),
-        );
-        let randn = Init::Randn {
-            mean: 0.0,
-            stdev: 1.0,
-        };
-        let weight = p.var("weight", &[c_out, c_in, 3, 3], randn);
+        let affine = style_affine(p, w_dim, c_in);
+        let weight = randn(p, "weight", &[c_out, c_in, 3, 3], 1.0);
         let mut noise_const = p.zeros_no_train("noise_const", &[resolution, resolution]);
         tch::no_grad(|| {
             noise_const.copy_(&Tensor::randn(
@@ -105,7 +97,7 @@ impl SynthesisLayer {
             &self.weight,
             &styles,
             noise.as_ref(),
-            &self.resample_filter,
+            Some(&self.resample_filter),
             Modulation {
                 up: self.up,
                 padding: 1,
@@ -133,36 +125,19 @@ struct ToRgb {
     bias: Tensor,
     weight_gain: f64,
     conv_clamp: Option<f64>,
-    /// The 1×1 convolution resamples nothing; conv2d_resample still takes a filter.
-    identity: Tensor,
 }
 
 impl ToRgb {
     fn new(p: &nn::Path, (c_in, c_out, w_dim): (i64, i64, i64), conv_clamp: Option<f64>) -> Self {
-        let affine = FullyConnected::new(
-            &(p / "affine"),
-            (w_dim, c_in),
-            Activation::Linear,
-            1.0,
-            Some(1.0),
-        );
-        let weight = p.var(
-            "weight",
-            &[c_out, c_in, 1, 1],
-            Init::Randn {
-                mean: 0.0,
-                stdev: 1.0,
-            },
-        );
+        let affine = style_affine(p, w_dim, c_in);
+        let weight = randn(p, "weight", &[c_out, c_in, 1, 1], 1.0);
         let bias = p.var("bias", &[c_out], Init::Const(0.0));
-        let identity = Tensor::ones([1, 1], (tch::Kind::Float, p.device()));
         Self {
             affine,
             weight,
             bias,
             weight_gain: 1.0 / (c_in as f64).sqrt(),
             conv_clamp,
-            identity,
         }
     }
 
@@ -175,7 +150,7 @@ impl ToRgb {
             flip_weight: true,
             fused,
         };
-        let x = modulated_conv2d(x, &self.weight, &styles, None, &self.identity, m);
+        let x = modulated_conv2d(x, &self.weight, &styles, None, None, m);
         bias_act(
             &x,
             Some(&self.bias),
@@ -257,16 +232,7 @@ impl SynthesisNetwork {
             let out = channels_at(res, c.channel_base, c.channel_max);
             let first = res == 4;
             let resample = resample_filter(&b);
-            let constant = first.then(|| {
-                b.var(
-                    "const",
-                    &[out, res, res],
-                    Init::Randn {
-                        mean: 0.0,
-                        stdev: 1.0,
-                    },
-                )
-            });
+            let constant = first.then(|| randn(&b, "const", &[out, res, res], 1.0));
             let conv0 = (!first).then(|| {
                 let c_in = channels_at(res / 2, c.channel_base, c.channel_max);
                 SynthesisLayer::new(&(&b / "conv0"), (c_in, out, c.w_dim), res, 2, c.conv_clamp)
