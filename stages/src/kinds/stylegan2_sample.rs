@@ -14,7 +14,6 @@ use crate::diffusion::SeededNoise;
 use crate::models::stylegan2::{Generator, NoiseMode, Stylegan2Config, Truncation};
 use crate::train::data_order::mix;
 use crate::train::images::Batch;
-use crate::train::named::{restore_into, take_prefix};
 use crate::train::{train, Schedule, StepReport, Trainable};
 use histodiff_engine::registry::KindSpec;
 use histodiff_engine::stage::{Stage, StageContext, StageError};
@@ -111,28 +110,17 @@ pub fn load_generator(path: &Path, device: Device) -> Result<(VarStore, Generato
     })?;
     let config: Stylegan2Config = serde_json::from_str(json)
         .map_err(|e| StageError::Invalid(format!("{}: `{CONFIG_KEY}`: {e}", path.display())))?;
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(device);
     let g = Generator::new(&vs.root(), &config)
         .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
-    let tensors = crate::weights::read_tensors(path).map_err(invalid)?;
-    let ema = take_prefix(&tensors, "G_ema.");
-    if ema.len() != tensors.len() {
-        return Err(StageError::Invalid(format!(
-            "{}: holds {} tensors outside `G_ema.`",
-            path.display(),
-            tensors.len() - ema.len()
-        )));
-    }
-    if ema.len() != vs.variables().len() {
-        return Err(StageError::Invalid(format!(
-            "{}: {} G_ema tensors, the architecture has {}",
-            path.display(),
-            ema.len(),
-            vs.variables().len()
-        )));
-    }
-    restore_into(&vs, &ema, |_| true, &path.display().to_string()).map_err(StageError::Invalid)?;
-    let mut vs = vs;
+    // Keys outside `G_ema.` stay as they are, so the strict load names them as unexpected.
+    let tensors = crate::weights::read_tensors(path)
+        .map_err(invalid)?
+        .into_iter()
+        .map(|(k, t)| (k.strip_prefix("G_ema.").map(str::to_string).unwrap_or(k), t))
+        .collect();
+    crate::weights::load_tensors_strict(&mut vs, &path.display().to_string(), tensors)
+        .map_err(invalid)?;
     vs.freeze();
     Ok((vs, g))
 }
