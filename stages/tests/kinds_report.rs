@@ -942,15 +942,11 @@ fn fids_join_by_generator_when_only_one_branch_has_the_axis() {
     );
 }
 
-/// Without a `generator` axis anywhere the FIDs of the two branches cannot be told apart:
-/// the report refuses, naming the candidates, instead of joining the first.
-#[test]
-fn fids_that_cannot_be_told_apart_are_refused() {
-    let text = TWO_GENERATORS
-        .replace("generator: [histodiffusion], ", "")
-        .replace("generator: [stylegan2], ", "");
-    let tmp = temp_dir("no-axis");
-    let plan = plan_of(tmp.path(), &text);
+/// The error of the report stage of pipeline `text`, run on stand-in inputs whose FIDs
+/// encode their coordinates.
+fn report_error(text: &str, dir: &str) -> String {
+    let tmp = temp_dir(dir);
+    let plan = plan_of(tmp.path(), text);
     let report = plan
         .instances
         .iter()
@@ -958,7 +954,17 @@ fn fids_that_cannot_be_told_apart_are_refused() {
         .unwrap();
     let bound = bind_report(&plan, report, tmp.path(), |c| computed(fid_code(c)));
     let ran = common::run_stage_with(&ReportTable, tmp.path(), "report", json!({}), bound);
-    let err = ran.result.unwrap_err().to_string();
+    ran.result.unwrap_err().to_string()
+}
+
+/// Without a `generator` axis anywhere the FIDs of the two branches cannot be told apart:
+/// the report refuses, naming the candidates, instead of joining the first.
+#[test]
+fn fids_that_cannot_be_told_apart_are_refused() {
+    let text = TWO_GENERATORS
+        .replace("generator: [histodiffusion], ", "")
+        .replace("generator: [stylegan2], ", "");
+    let err = report_error(&text, "no-axis");
     assert!(
         err.contains("matches 2 FID results")
             && err.contains("`fid_gan[method=centroid,ratio=0.5,seed=0]`")
@@ -973,16 +979,7 @@ fn fids_that_cannot_be_told_apart_are_refused() {
 #[test]
 fn a_generator_coordinate_must_agree_with_the_variant() {
     let text = TWO_GENERATORS.replace("with: { variant: stylegan2 }", "with: { variant: full }");
-    let tmp = temp_dir("variant-mismatch");
-    let plan = plan_of(tmp.path(), &text);
-    let report = plan
-        .instances
-        .iter()
-        .position(|i| i.stage == "report")
-        .unwrap();
-    let bound = bind_report(&plan, report, tmp.path(), |c| computed(fid_code(c)));
-    let ran = common::run_stage_with(&ReportTable, tmp.path(), "report", json!({}), bound);
-    let err = ran.result.unwrap_err().to_string();
+    let err = report_error(&text, "variant-mismatch");
     assert!(
         err.contains("evaluate_gan[")
             && err.contains("generator=stylegan2")
