@@ -108,12 +108,33 @@ pub struct Plan {
     pub settings: Settings,
     /// Topologically ordered: every upstream comes before its dependents.
     pub instances: Vec<Instance>,
-    /// Edges upstream → downstream; node weight = index into `instances`.
+    /// The instance DAG the scheduler walks: node `i` is `instances[i]` (weight `i`),
+    /// edges point upstream → downstream, one per distinct upstream.
     pub graph: DiGraph<usize, ()>,
-    pub nodes: Vec<NodeIndex>,
 }
 
 impl Plan {
+    /// The graph node of instance `i`.
+    pub fn node(&self, i: usize) -> NodeIndex {
+        NodeIndex::new(i)
+    }
+
+    /// Instances that read `i`'s outputs.
+    pub fn dependents(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph
+            .neighbors_directed(self.node(i), petgraph::Direction::Outgoing)
+            .map(|n| n.index())
+    }
+
+    /// Every instance downstream of `i` (not `i`), in depth-first order.
+    pub fn descendants(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        use petgraph::visit::Walker;
+        petgraph::visit::Dfs::new(&self.graph, self.node(i))
+            .iter(&self.graph)
+            .skip(1)
+            .map(|n| n.index())
+    }
+
     /// Indices of the instances `i` reads from, in slot order, deduplicated.
     pub fn upstreams(&self, i: usize) -> Vec<usize> {
         let lists = self.instances[i]

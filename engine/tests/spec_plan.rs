@@ -123,7 +123,7 @@ fn instances_are_topologically_ordered_and_graph_matches() {
                     plan.instances[i].name,
                     plan.instances[u].name
                 );
-                assert!(plan.graph.contains_edge(plan.nodes[u], plan.nodes[i]));
+                assert!(plan.graph.contains_edge(plan.node(u), plan.node(i)));
                 edges += 1;
             }
         }

@@ -191,7 +191,9 @@ impl Loop {
         if stopping {
             self.skip_queued("the run was interrupted");
         }
-        self.summary.skipped += self.state.skip_unfinished(&*self.ctx.observer, stopping);
+        self.summary.skipped +=
+            self.state
+                .skip_unfinished(&self.ctx.plan, &*self.ctx.observer, stopping);
         Ok(())
     }
 
@@ -225,8 +227,11 @@ impl Loop {
                     Some(hit) => {
                         self.summary.cached += 1;
                         hits.push((self.cache_hit(i, &key), hit.execution_id));
-                        self.state
-                            .resolve(i, Arc::new(execution::hashes_of(&hit.outputs)));
+                        self.state.resolve(
+                            &self.ctx.plan,
+                            i,
+                            Arc::new(execution::hashes_of(&hit.outputs)),
+                        );
                         self.ctx.observer.on(RunEvent::Finished {
                             instance: self.ctx.plan.instances[i].name.clone(),
                             outcome: InstanceOutcome::Cached,
@@ -362,7 +367,7 @@ impl Loop {
     /// Every instance waiting on `key` gets its outputs; dependents may become ready.
     fn resolve_key(&mut self, key: &StageKey, outputs: Arc<Outputs>, executed: bool) {
         for i in self.state.abandon_key(key) {
-            self.state.resolve(i, outputs.clone());
+            self.state.resolve(&self.ctx.plan, i, outputs.clone());
             let outcome = if executed {
                 InstanceOutcome::Done
             } else {
@@ -383,7 +388,9 @@ impl Loop {
             instance: name.clone(),
             outcome: InstanceOutcome::Failed(error),
         });
-        self.summary.skipped += self.state.skip_dependents(i, &name, &*self.ctx.observer);
+        self.summary.skipped +=
+            self.state
+                .skip_dependents(&self.ctx.plan, i, &name, &*self.ctx.observer);
     }
 
     fn skip_queued(&mut self, why: &str) {

@@ -65,7 +65,7 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
                 misses.push((i, key, fp));
                 continue;
             };
-            state.resolve(i, Arc::new(hashes_of(&hit.outputs)));
+            state.resolve(plan, i, Arc::new(hashes_of(&hit.outputs)));
             verdicts[i] = Some(Verdict::Cached(key));
         }
         // Why each miss runs, from its instance's last execution (one batch per layer).

@@ -6,6 +6,7 @@ use super::observer::{InstanceOutcome, Observer, RunEvent};
 use crate::fingerprint::Fingerprint;
 use crate::hash::StageKey;
 use crate::plan::Plan;
+use petgraph::Direction;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,11 +19,13 @@ enum Status {
     Closed,
 }
 
+/// Edges come from the plan's instance graph (`Plan::graph`, node `i` = instance `i`): the
+/// state keeps only counters and statuses, so a 300,000-instance sweep holds no second copy
+/// of its adjacency.
 pub struct RunState {
-    names: Vec<String>,
     outputs: Vec<Option<Arc<Outputs>>>,
+    /// Upstreams of each instance not yet resolved.
     missing: Vec<usize>,
-    dependents: Vec<Vec<usize>>,
     status: Vec<Status>,
     ready: Vec<usize>,
     in_flight: HashMap<StageKey, Vec<usize>>,
@@ -31,25 +34,19 @@ pub struct RunState {
 impl RunState {
     pub fn new(plan: &Plan) -> Self {
         let n = plan.instances.len();
-        let mut dependents = vec![Vec::new(); n];
-        let mut ready = Vec::new();
-        let missing: Vec<usize> = (0..n)
-            .map(|i| {
-                let ups = plan.upstreams(i);
-                if ups.is_empty() {
-                    ready.push(i);
-                }
-                for &u in &ups {
-                    dependents[u].push(i);
-                }
-                ups.len()
+        let missing: Vec<usize> = plan
+            .graph
+            .node_indices()
+            .map(|node| {
+                plan.graph
+                    .neighbors_directed(node, Direction::Incoming)
+                    .count()
             })
             .collect();
+        let ready = (0..n).filter(|&i| missing[i] == 0).collect();
         RunState {
-            names: plan.instances.iter().map(|i| i.name.clone()).collect(),
             outputs: vec![None; n],
             missing,
-            dependents,
             status: vec![Status::Open; n],
             ready,
             in_flight: HashMap::new(),
@@ -72,7 +69,8 @@ impl RunState {
             .filter_map(|&i| {
                 let fp = fingerprint(plan, i, &self.outputs, externals);
                 if fp.is_none() {
-                    tracing::error!("{}: ready but an input hash is unknown", self.names[i]);
+                    let name = &plan.instances[i].name;
+                    tracing::error!("{name}: ready but an input hash is unknown");
                 }
                 fp.map(|fp| (i, fp))
             })
@@ -99,11 +97,10 @@ impl RunState {
     }
 
     /// Records `i`'s outputs; dependents whose upstreams are all known become ready.
-    pub fn resolve(&mut self, i: usize, outputs: Arc<Outputs>) {
+    pub fn resolve(&mut self, plan: &Plan, i: usize, outputs: Arc<Outputs>) {
         self.outputs[i] = Some(outputs);
         self.status[i] = Status::Resolved;
-        for k in 0..self.dependents[i].len() {
-            let d = self.dependents[i][k];
+        for d in plan.dependents(i) {
             self.missing[d] -= 1;
             if self.missing[d] == 0 && self.status[d] == Status::Open {
                 self.ready.push(d);
@@ -112,29 +109,39 @@ impl RunState {
     }
 
     /// Closes `i` and every open instance downstream of it; returns how many were skipped.
-    pub fn skip_dependents(&mut self, i: usize, failed: &str, observer: &dyn Observer) -> usize {
+    /// Its descendants in the plan's graph: an open one cannot have started, since `i` was
+    /// one of its ancestors and never resolved.
+    pub fn skip_dependents(
+        &mut self,
+        plan: &Plan,
+        i: usize,
+        failed: &str,
+        observer: &dyn Observer,
+    ) -> usize {
         self.status[i] = Status::Closed;
-        let mut stack = self.dependents[i].clone();
         let mut skipped = 0;
-        while let Some(d) = stack.pop() {
+        for d in plan.descendants(i) {
             if self.status[d] != Status::Open {
                 continue;
             }
             self.status[d] = Status::Closed;
             skipped += 1;
-            let why = format!("upstream {failed} failed");
             observer.on(RunEvent::Finished {
-                instance: self.names[d].clone(),
-                outcome: InstanceOutcome::Skipped(why),
+                instance: plan.instances[d].name.clone(),
+                outcome: InstanceOutcome::Skipped(format!("upstream {failed} failed")),
             });
-            stack.extend_from_slice(&self.dependents[d]);
         }
         skipped
     }
 
     /// Closes whatever is still open at the end of the run (after an interrupt, or
     /// downstream of an interrupted stage); returns how many.
-    pub fn skip_unfinished(&mut self, observer: &dyn Observer, interrupted: bool) -> usize {
+    pub fn skip_unfinished(
+        &mut self,
+        plan: &Plan,
+        observer: &dyn Observer,
+        interrupted: bool,
+    ) -> usize {
         let mut skipped = 0;
         for i in 0..self.status.len() {
             if self.status[i] == Status::Open {
@@ -146,7 +153,7 @@ impl RunState {
                     "an upstream did not finish"
                 };
                 observer.on(RunEvent::Finished {
-                    instance: self.names[i].clone(),
+                    instance: plan.instances[i].name.clone(),
                     outcome: InstanceOutcome::Skipped(why.into()),
                 });
             }

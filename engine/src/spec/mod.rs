@@ -157,7 +157,6 @@ fn resolve(
         settings,
         instances,
         graph: DiGraph::new(),
-        nodes: Vec::new(),
     };
     build_graph(&mut plan);
     Some(plan)
@@ -173,12 +172,14 @@ fn default_name(path: &Path) -> String {
 fn build_graph(plan: &mut Plan) {
     let n = plan.instances.len();
     let mut graph = DiGraph::with_capacity(n, n);
-    let nodes: Vec<_> = (0..n).map(|i| graph.add_node(i)).collect();
+    // Node i is instance i: `Plan::node` relies on adding them in order.
+    for i in 0..n {
+        graph.add_node(i);
+    }
     for i in 0..n {
         for u in plan.upstreams(i) {
-            graph.add_edge(nodes[u], nodes[i], ());
+            graph.add_edge(plan.node(u), plan.node(i), ());
         }
     }
     plan.graph = graph;
-    plan.nodes = nodes;
 }
