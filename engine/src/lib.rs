@@ -3,6 +3,7 @@
 //! worker processes. It never links libtorch: it knows stages through the [`registry`].
 
 pub mod command;
+pub mod device;
 pub mod executor;
 pub mod fingerprint;
 pub mod hash;

@@ -2,6 +2,7 @@
 //! threads, GPUs by device id and memory. A stage's `resources:` ask is capped to what the
 //! machine has, so an oversized ask runs alone instead of never.
 
+use crate::device::DeviceName;
 use crate::executor::Allocation;
 use crate::plan::Resources;
 
@@ -32,16 +33,13 @@ impl Capacity {
     }
 }
 
-/// GPU ids the device setting selects among the visible ones.
+/// GPU ids the device setting selects among the visible ones (none for a name outside
+/// the grammar: settings are validated before this runs).
 pub fn gpus_for(device: &str, visible: &[u32]) -> Vec<u32> {
-    match device {
-        "cpu" => vec![],
-        "auto" | "cuda" => visible.to_vec(),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(id) => vec![id],
-            None => vec![],
-        },
-    }
+    device
+        .parse::<DeviceName>()
+        .map(|d| d.gpus(visible))
+        .unwrap_or_default()
 }
 
 /// GPU ids of this machine: CUDA_VISIBLE_DEVICES when set, else the NVIDIA device files.

@@ -170,12 +170,9 @@ fn store_location(v: &str, base: &Path) -> String {
     }
 }
 
-/// `auto | cpu | cuda | cuda:N`.
+/// `auto | cpu | cuda | cuda:N` ([`crate::device::DeviceName`]'s grammar).
 pub fn is_device(d: &str) -> bool {
-    match d.strip_prefix("cuda:") {
-        Some(n) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
-        None => matches!(d, "auto" | "cpu" | "cuda"),
-    }
+    d.parse::<crate::device::DeviceName>().is_ok()
 }
 
 fn slurm_options(
