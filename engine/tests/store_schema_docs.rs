@@ -37,7 +37,11 @@ fn create_columns(body: &str) -> Vec<String> {
     body.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("--"))
-        .filter(|l| !["PRIMARY KEY", "UNIQUE", "FOREIGN KEY", "("].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            !["PRIMARY KEY", "UNIQUE", "FOREIGN KEY", "("]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .filter_map(|l| l.split_whitespace().next())
         .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         .map(str::to_string)

@@ -6,6 +6,7 @@
 
 use super::keys::{external_paths, ExternalHashes, Outputs};
 use super::observer::{Observer, RunEvent};
+use super::progress::{ProgressReport, ProgressThrottle, PROGRESS_INTERVAL};
 use crate::executor::{
     outcome, Allocation, Cancel, EventSink, Executor, ExecutorEvent, Outcome, Submission,
 };
@@ -376,22 +377,55 @@ async fn run_worker(
     });
     let run = ctx.executor.execute(submission, sink, cancel);
     tokio::pin!(run);
+    let mut throttle = ProgressThrottle::new(PROGRESS_INTERVAL);
     let exit = loop {
+        let due = throttle.deadline();
         tokio::select! {
             exit = &mut run => break exit,
-            Some(event) = rx.recv() => forward(ctx, id, job, event).await,
+            Some(event) = rx.recv() => forward(ctx, id, job, event, &mut throttle).await,
+            _ = sleep_until(due) => {
+                let report = throttle.take_due(tokio::time::Instant::now());
+                write_progress(ctx, id, report).await;
+            }
         }
     };
     while let Ok(event) = rx.try_recv() {
-        forward(ctx, id, job, event).await;
+        forward(ctx, id, job, event, &mut throttle).await;
     }
+    write_progress(ctx, id, throttle.flush()).await;
     match exit {
         Ok(exit) => outcome(submission, &exit),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
-async fn forward(ctx: &RunContext, id: ExecutionId, job: &Job, event: ExecutorEvent) {
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes a progress report the throttle let through (nothing for `None`).
+async fn write_progress(ctx: &RunContext, id: ExecutionId, report: Option<ProgressReport>) {
+    let Some(r) = report else { return };
+    let written = ctx
+        .store
+        .record_progress(id, r.step, r.total, r.message.as_deref())
+        .await;
+    if let Err(e) = written {
+        tracing::warn!("cannot record the progress of execution {id}: {e}");
+    }
+}
+
+async fn forward(
+    ctx: &RunContext,
+    id: ExecutionId,
+    job: &Job,
+    event: ExecutorEvent,
+    throttle: &mut ProgressThrottle,
+) {
     let instance = job.instance.clone();
     let stored = match event {
         ExecutorEvent::Started { worker_id, host } => {
@@ -412,7 +446,10 @@ async fn forward(ctx: &RunContext, id: ExecutionId, job: &Job, event: ExecutorEv
             ctx.store.set_worker(id, &worker).await
         }
         ExecutorEvent::Worker(Event::Progress {
-            step, total, loss, ..
+            step,
+            total,
+            loss,
+            message,
         }) => {
             ctx.observer.on(RunEvent::Progress {
                 instance,
@@ -420,6 +457,12 @@ async fn forward(ctx: &RunContext, id: ExecutionId, job: &Job, event: ExecutorEv
                 total,
                 loss,
             });
+            let report = ProgressReport {
+                step,
+                total,
+                message,
+            };
+            write_progress(ctx, id, throttle.offer(report, tokio::time::Instant::now())).await;
             Ok(())
         }
         ExecutorEvent::Worker(Event::Metric { name, step, value }) => {

@@ -10,6 +10,7 @@ pub mod execution;
 pub mod keys;
 pub mod observer;
 pub mod preview;
+pub mod progress;
 pub mod resources;
 mod state;
 

@@ -150,6 +150,15 @@ pub trait Store: Send + Sync {
         step: Option<u64>,
         value: f64,
     ) -> StoreResult<()>;
+    /// Overwrites the execution's progress row (`step` of `total`, stamped now). Callers
+    /// throttle: the scheduler writes about once a second per execution.
+    async fn record_progress(
+        &self,
+        id: ExecutionId,
+        step: u64,
+        total: u64,
+        message: Option<&str>,
+    ) -> StoreResult<()>;
     async fn record_checkpoint(&self, key: &StageKey, step: u64, file: &str) -> StoreResult<()>;
     async fn latest_checkpoint(&self, key: &StageKey) -> StoreResult<Option<CheckpointRecord>>;
 
@@ -172,15 +181,30 @@ pub trait Store: Send + Sync {
     /// Executions of one run, or of every run, oldest first.
     async fn executions(&self, run: Option<RunId>) -> StoreResult<Vec<ExecutionRecord>>;
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>>;
+    /// Executions pending or running now, oldest first.
+    async fn in_flight(&self) -> StoreResult<Vec<ExecutionRecord>>;
     /// Every successful execution upstream of the target, nearest first.
     async fn lineage(&self, target: &LineageTarget) -> StoreResult<Vec<LineageNode>>;
     async fn artifact(&self, hash: &ArtifactHash) -> StoreResult<Option<ArtifactRecord>>;
+    /// Recorded artifacts whose hash starts with `prefix` (lowercase hex), at most `limit`,
+    /// in hash order: two answers mean the prefix is ambiguous.
+    async fn artifacts_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ArtifactHash>>;
     /// Every artifact the database knows (what gc must keep).
     async fn all_referenced_artifacts(&self) -> StoreResult<HashSet<ArtifactHash>>;
     /// Newest first.
     async fn runs(&self) -> StoreResult<Vec<RunRecord>>;
     async fn status(&self) -> StoreResult<StoreStatus>;
     async fn metrics(&self, id: ExecutionId) -> StoreResult<Vec<(String, Option<u64>, f64)>>;
+    /// The newest progress report of each execution of a run that reported any.
+    async fn progress(&self, run: RunId) -> StoreResult<Vec<ProgressRecord>>;
+    /// Who wrote and who read an artifact (both directions of its lineage, one step).
+    async fn artifact_edges(&self, hash: &ArtifactHash) -> StoreResult<ArtifactEdges>;
+    /// What an execution read and wrote.
+    async fn execution_edges(&self, id: ExecutionId) -> StoreResult<ExecutionEdges>;
 
     // --- stat cache -----------------------------------------------------------------------
     async fn stat_get(&self, path: &str) -> StoreResult<Option<StatEntry>>;

@@ -316,3 +316,32 @@ pub struct StatEntry {
     pub inode: u64,
     pub hash: ArtifactHash,
 }
+
+/// A row of `progress`: the newest `step` of `total` an execution reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    pub execution_id: ExecutionId,
+    pub step: u64,
+    pub total: u64,
+    pub message: Option<String>,
+    /// When it was reported (ms).
+    pub updated: i64,
+}
+
+/// The lineage edges that touch one artifact: who wrote it, who read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactEdges {
+    /// Executions that wrote it, with the output name, oldest first.
+    pub producers: Vec<(ExecutionId, String)>,
+    /// Executions that read it, with the input edge, oldest first.
+    pub consumers: Vec<(ExecutionId, InputEdge)>,
+}
+
+/// The lineage edges of one execution (empty unless it succeeded: edges are recorded with
+/// a success).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionEdges {
+    pub inputs: Vec<InputEdge>,
+    /// Output name → artifact.
+    pub outputs: BTreeMap<String, ArtifactHash>,
+}

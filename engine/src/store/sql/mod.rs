@@ -5,6 +5,8 @@
 
 mod bulk;
 mod cache;
+mod edges;
+mod progress;
 mod queries;
 mod rows;
 mod runs;
@@ -266,6 +268,15 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         self.insert_metric(id, name, step, value).await
     }
+    async fn record_progress(
+        &self,
+        id: ExecutionId,
+        step: u64,
+        total: u64,
+        message: Option<&str>,
+    ) -> StoreResult<()> {
+        self.upsert_progress(id, step, total, message).await
+    }
     async fn record_checkpoint(&self, key: &StageKey, step: u64, file: &str) -> StoreResult<()> {
         self.insert_checkpoint(key, step, file).await
     }
@@ -287,11 +298,21 @@ impl Store for SqlStore {
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
         self.one_execution(id).await
     }
+    async fn in_flight(&self) -> StoreResult<Vec<ExecutionRecord>> {
+        self.active_executions().await
+    }
     async fn lineage(&self, target: &LineageTarget) -> StoreResult<Vec<LineageNode>> {
         self.trace_lineage(target).await
     }
     async fn artifact(&self, hash: &ArtifactHash) -> StoreResult<Option<ArtifactRecord>> {
         self.one_artifact(hash).await
+    }
+    async fn artifacts_by_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ArtifactHash>> {
+        self.artifacts_with_prefix(prefix, limit).await
     }
     async fn all_referenced_artifacts(&self) -> StoreResult<HashSet<ArtifactHash>> {
         self.referenced_artifacts().await
@@ -304,6 +325,15 @@ impl Store for SqlStore {
     }
     async fn metrics(&self, id: ExecutionId) -> StoreResult<Vec<(String, Option<u64>, f64)>> {
         self.list_metrics(id).await
+    }
+    async fn progress(&self, run: RunId) -> StoreResult<Vec<ProgressRecord>> {
+        self.run_progress(run).await
+    }
+    async fn artifact_edges(&self, hash: &ArtifactHash) -> StoreResult<ArtifactEdges> {
+        self.edges_of_artifact(hash).await
+    }
+    async fn execution_edges(&self, id: ExecutionId) -> StoreResult<ExecutionEdges> {
+        self.edges_of_execution(id).await
     }
     async fn stat_get(&self, path: &str) -> StoreResult<Option<StatEntry>> {
         Ok(self.stat_lookup(&[path.to_string()]).await?.remove(path))

@@ -102,6 +102,17 @@ impl SqlStore {
         found.iter().map(rows::execution).collect()
     }
 
+    /// Executions pending or running now (the partial index of migration 0003).
+    pub(super) async fn active_executions(&self) -> StoreResult<Vec<ExecutionRecord>> {
+        let found = self
+            .executions_where(
+                "WHERE e.status IN ('pending', 'running') ORDER BY e.id",
+                None,
+            )
+            .await?;
+        found.iter().map(rows::execution).collect()
+    }
+
     pub(super) async fn one_execution(
         &self,
         id: ExecutionId,
@@ -191,6 +202,29 @@ impl SqlStore {
             .await
             .map_err(db_err("artifact"))?;
         row.as_ref().map(rows::artifact).transpose()
+    }
+
+    /// Recorded artifacts whose hash starts with `prefix` (lowercase hex), at most `limit`:
+    /// a range scan of the primary key, since every such hash sorts between the prefix
+    /// and the prefix followed by `g`, which is above every hex digit.
+    pub(super) async fn artifacts_with_prefix(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<ArtifactHash>> {
+        let found = sqlx::query(
+            "SELECT hash FROM artifacts WHERE hash >= $1 AND hash < $2 ORDER BY hash LIMIT $3",
+        )
+        .bind(prefix)
+        .bind(format!("{prefix}g"))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("artifacts by prefix"))?;
+        found
+            .iter()
+            .map(|row| Ok(ArtifactHash(rows::get(row, "hash")?)))
+            .collect()
     }
 
     pub(super) async fn list_runs(&self) -> StoreResult<Vec<RunRecord>> {

@@ -152,3 +152,13 @@ pub(crate) fn input_edge(row: &AnyRow) -> StoreResult<InputEdge> {
         artifact: ArtifactHash(get(row, "artifact")?),
     })
 }
+
+pub(crate) fn progress(row: &AnyRow) -> StoreResult<ProgressRecord> {
+    Ok(ProgressRecord {
+        execution_id: ExecutionId(get(row, "execution_id")?),
+        step: unsigned("progress.step", get(row, "step")?)?,
+        total: unsigned("progress.total", get(row, "total")?)?,
+        message: get(row, "message")?,
+        updated: get(row, "updated")?,
+    })
+}
