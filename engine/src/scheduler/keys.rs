@@ -1,10 +1,13 @@
 //! Stage keys from upstream *content*: an instance's key is known once every upstream's
 //! output hashes are, so a re-executed upstream that produced identical bytes leaves the
-//! key — and everything downstream — unchanged (early cutoff).
+//! key — and everything downstream — unchanged (early cutoff). External data (path
+//! parameters, command deps) enters keys by content, hashed once per run through the
+//! store's stat cache.
 
 use crate::fingerprint::{dep_key, Fingerprint, SlotHashes};
 use crate::hash::ArtifactHash;
 use crate::plan::{InputBinding, Instance, Plan, SmallMap, Upstream};
+use crate::store::{self, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,4 +87,46 @@ fn instance_externals(
         );
     }
     Some(map)
+}
+
+/// Hashes every external path of the plan (each once) through the store's stat cache;
+/// also says how many files were too recently modified to be cached.
+pub async fn hash_externals(
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+) -> Result<(ExternalHashes, usize), (PathBuf, String)> {
+    let paths = external_paths(plan);
+    let hashed = store::stat_cache::hash_externals(store.as_ref(), &paths)
+        .await
+        .map_err(|(path, e)| (path, e.to_string()))?;
+    let mut hashes = ExternalHashes::new();
+    let mut racy = 0;
+    for (path, external) in paths.into_iter().zip(hashed) {
+        racy += external.files_racy;
+        hashes.insert(path, external.hash);
+    }
+    tracing::debug!(
+        "hashed {} external files ({racy} too recent to cache)",
+        hashes.len()
+    );
+    Ok((hashes, racy))
+}
+
+/// Hashes the plan's external data again once the files that were too recently modified
+/// to cache at the start of a run are old enough: data written just before a run would
+/// otherwise be read again by the next run (or `plan`) too. Only when the run outlasted
+/// the window, and only those files are read; a failure is only a warning.
+pub async fn cache_racy_externals(
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+    racy: usize,
+    since: std::time::Instant,
+) {
+    if racy == 0 || since.elapsed() <= store::stat_cache::RACY_WINDOW {
+        return;
+    }
+    let paths = external_paths(plan);
+    if let Err((path, e)) = store::stat_cache::hash_externals(store.as_ref(), &paths).await {
+        tracing::warn!("cannot cache the hash of {}: {e}", path.display());
+    }
 }

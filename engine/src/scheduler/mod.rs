@@ -9,10 +9,13 @@
 pub mod execution;
 pub mod keys;
 pub mod observer;
+mod prepare;
 pub mod preview;
 pub mod progress;
+mod record;
 pub mod resources;
 mod state;
+mod worker_events;
 
 use crate::executor::{Cancel, Executor};
 use crate::hash::StageKey;
@@ -103,7 +106,7 @@ impl Scheduler {
         let run_id = self.store.begin_run(&new_run).await?;
         tracing::debug!("run {} begun", run_id.0);
         let hashed_at = std::time::Instant::now();
-        let externals = execution::hash_externals(&self.store, &self.plan).await;
+        let externals = keys::hash_externals(&self.store, &self.plan).await;
         let racy = externals.as_ref().map_or(0, |(_, racy)| *racy);
         let externals = externals.map(|(hashes, _)| hashes);
         let ctx = Arc::new(RunContext {
@@ -131,7 +134,7 @@ impl Scheduler {
         tracing::debug!("scheduling done");
         let result = result.and(lp.recorded().await);
         tracing::debug!("cache hits recorded");
-        execution::cache_racy_externals(&self.store, &self.plan, racy, hashed_at).await;
+        keys::cache_racy_externals(&self.store, &self.plan, racy, hashed_at).await;
         heartbeat.abort();
         let status = match (
             &result,
@@ -231,7 +234,7 @@ impl Loop {
                         self.state.resolve(
                             &self.ctx.plan,
                             i,
-                            Arc::new(execution::hashes_of(&hit.outputs)),
+                            Arc::new(record::hashes_of(&hit.outputs)),
                         );
                         self.ctx.observer.on(RunEvent::Finished {
                             instance: self.ctx.plan.instances[i].name.clone(),

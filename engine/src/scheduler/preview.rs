@@ -3,7 +3,8 @@
 //! its last execution, its last execution failed, or an upstream will run (its key is
 //! unknown until that upstream's outputs exist).
 
-use super::execution::{hash_externals, hashes_of};
+use super::keys::hash_externals;
+use super::record::hashes_of;
 use super::state::RunState;
 use crate::fingerprint::{FieldChange, Fingerprint};
 use crate::hash::StageKey;

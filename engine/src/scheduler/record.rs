@@ -1,0 +1,77 @@
+//! Recording an execution's end: the outcome, its lineage edges and metrics in one store
+//! transaction, and the work directory cleared after a success.
+
+use super::execution::{Failure, RunContext};
+use super::keys::Outputs;
+use crate::executor::Outcome;
+use crate::protocol::Job;
+use crate::store::{self, ExecutionId, InputEdge, StoreError};
+
+/// A store error as the failure of the execution it interrupted.
+pub fn store_failure(e: StoreError) -> Failure {
+    Failure::Failed(format!("store: {e}"))
+}
+
+/// Records the outcome in one transaction; a success clears the work directory.
+pub async fn record(
+    ctx: &RunContext,
+    id: ExecutionId,
+    job: &Job,
+    outcome: Outcome,
+) -> Result<Outputs, Failure> {
+    let (stored, result) = match outcome {
+        Outcome::Succeeded(result) => {
+            let outputs = hashes_of(&result.outputs);
+            let stored = store::Outcome::Succeeded {
+                outputs: result.outputs,
+                inputs: input_edges(job),
+                metrics: result.metrics,
+            };
+            (stored, Ok(outputs))
+        }
+        Outcome::Failed(error) => (
+            store::Outcome::Failed {
+                error: error.clone(),
+            },
+            Err(Failure::Failed(error)),
+        ),
+        Outcome::Interrupted(reason) => (
+            store::Outcome::Interrupted {
+                reason: Some(reason),
+            },
+            Err(Failure::Interrupted),
+        ),
+    };
+    ctx.store
+        .finish_execution(id, &stored)
+        .await
+        .map_err(store_failure)?;
+    if result.is_ok() {
+        let _ = tokio::fs::remove_dir_all(&job.work_dir).await;
+    }
+    result
+}
+
+/// The lineage edges of a job: each input artifact with its slot and list position.
+fn input_edges(job: &Job) -> Vec<InputEdge> {
+    job.inputs
+        .iter()
+        .flat_map(|(slot, arts)| {
+            arts.iter().enumerate().map(move |(k, a)| InputEdge {
+                slot: slot.clone(),
+                position: k as u32,
+                artifact: a.hash.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Output name → hash.
+pub fn hashes_of<'a>(
+    outputs: impl IntoIterator<Item = (&'a String, &'a crate::protocol::OutputArtifact)>,
+) -> Outputs {
+    outputs
+        .into_iter()
+        .map(|(name, a)| (name.clone(), a.hash.clone()))
+        .collect()
+}
