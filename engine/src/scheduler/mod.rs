@@ -6,12 +6,12 @@
 //! and once across concurrent runs (a reservation in the store). A failure stops only its
 //! dependents; Ctrl-C stops scheduling, interrupts workers and waits for them.
 
-pub mod execution;
-pub mod keys;
+mod execution;
+mod keys;
 pub mod observer;
 mod prepare;
 pub mod preview;
-pub mod progress;
+mod progress;
 mod record;
 pub mod resources;
 mod state;
