@@ -1,7 +1,7 @@
 //! The object directory: write-once read-only objects, deduplication, directories rebuilt
 //! from manifests, verify finding a flipped byte, and gc keeping what is referenced.
 
-use histodiff_engine::hash::{hash_dir, hash_file};
+use histodiff_engine::hash::{hash_dir, hash_file, ArtifactHash};
 use histodiff_engine::protocol::ArtifactKind;
 use histodiff_engine::store::ObjectStore;
 use std::collections::HashSet;
@@ -19,6 +19,25 @@ fn setup() -> (tempfile::TempDir, ObjectStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = ObjectStore::create(&dir.path().join("objects")).unwrap();
     (dir, store)
+}
+
+/// Writes and stores two files and a directory `d` of `members` (paths under `d/`): the
+/// mix of objects `verify` and `gc` work on. Returns the three hashes in that order.
+fn put_two_files_and_a_dir(
+    root: &Path,
+    store: &ObjectStore,
+    files: [(&str, &[u8]); 2],
+    members: &[(&str, &[u8])],
+) -> [ArtifactHash; 3] {
+    let [first, second] = files.map(|(name, bytes)| {
+        write(root, name, bytes);
+        store.put_file(&root.join(name)).unwrap()
+    });
+    for (name, bytes) in members {
+        write(&root.join("d"), name, bytes);
+    }
+    let (d, _) = store.put_dir(&root.join("d")).unwrap();
+    [first, second, d]
 }
 
 fn object_count(store: &ObjectStore) -> usize {
@@ -108,12 +127,8 @@ fn a_json_file_that_looks_like_a_manifest_stays_a_file() {
 #[test]
 fn verify_finds_every_flipped_byte_and_missing_member() {
     let (dir, store) = setup();
-    write(dir.path(), "a", b"aaaa");
-    write(dir.path(), "b", b"bbbb");
-    write(dir.path(), "d/c", b"cccc");
-    let a = store.put_file(&dir.path().join("a")).unwrap();
-    let b = store.put_file(&dir.path().join("b")).unwrap();
-    let (d, _) = store.put_dir(&dir.path().join("d")).unwrap();
+    let files = [("a", b"aaaa".as_slice()), ("b", b"bbbb")];
+    let [a, b, d] = put_two_files_and_a_dir(dir.path(), &store, files, &[("c", b"cccc")]);
     assert!(store.verify().unwrap().corrupt.is_empty());
     for h in [&a, &b] {
         let p = store.path_of(h).unwrap();
@@ -144,13 +159,9 @@ fn verify_finds_every_flipped_byte_and_missing_member() {
 #[test]
 fn gc_keeps_referenced_objects_and_directory_members() {
     let (dir, store) = setup();
-    write(dir.path(), "keep", b"keep");
-    write(dir.path(), "drop", b"drop");
-    write(dir.path(), "d/m1", b"m1");
-    write(dir.path(), "d/m2", b"m2");
-    let keep = store.put_file(&dir.path().join("keep")).unwrap();
-    let drop = store.put_file(&dir.path().join("drop")).unwrap();
-    let (d, _) = store.put_dir(&dir.path().join("d")).unwrap();
+    let files = [("keep", b"keep".as_slice()), ("drop", b"drop")];
+    let members: [(&str, &[u8]); 2] = [("m1", b"m1"), ("m2", b"m2")];
+    let [keep, drop, d] = put_two_files_and_a_dir(dir.path(), &store, files, &members);
     let report = store.gc(&HashSet::from([keep.clone(), d.clone()])).unwrap();
     assert_eq!((report.removed, report.kept, report.freed_bytes), (1, 4, 4));
     assert!(store.contains(&keep) && !store.contains(&drop));

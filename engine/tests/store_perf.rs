@@ -3,54 +3,12 @@
 //! they take is printed for a reader (getrusage of this test binary), never asserted:
 //! benches/engine_vs_peers.py measures speed.
 
+mod store_support;
+
 use histodiff_engine::hash::StageKey;
-use histodiff_engine::protocol::OutputArtifact;
-use histodiff_engine::store::sql::{SqlStore, StoreOptions};
 use histodiff_engine::store::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-async fn open(dir: &Path) -> SqlStore {
-    SqlStore::open_sqlite(
-        StoreLayout::under(&dir.join(".histodiff"), None),
-        StoreOptions::default(),
-    )
-    .await
-    .unwrap()
-}
-
-fn key(s: &str) -> StageKey {
-    StageKey(blake3::hash(s.as_bytes()).to_hex().to_string())
-}
-
-fn new_exec(run: RunId, instance: &str, key: StageKey) -> NewExecution {
-    NewExecution {
-        run_id: run,
-        stage_key: key,
-        stage: "m".into(),
-        instance: instance.to_string(),
-        kind: "k".into(),
-        kind_version: 1,
-        attempt: 1,
-        fingerprint: String::new(),
-    }
-}
-
-async fn run(store: &SqlStore) -> RunId {
-    let new = NewRun {
-        pipeline: "p".into(),
-        file: "p.yaml".into(),
-        host: "h".into(),
-        pid: 1,
-    };
-    store.begin_run(&new).await.unwrap()
-}
-
-fn output(store: &SqlStore, dir: &Path, bytes: &[u8]) -> OutputArtifact {
-    let src = dir.join("src");
-    std::fs::write(&src, bytes).unwrap();
-    store.objects().put(&src).unwrap()
-}
+use store_support::*;
 
 /// User plus system CPU time of this process (every thread, sqlx's included).
 fn cpu_time() -> Duration {
@@ -64,8 +22,8 @@ fn cpu_time() -> Duration {
 #[tokio::test]
 async fn a_ten_thousand_instance_no_op_run_is_fast() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let run_id = run(&store).await;
+    let store = open_sqlite(dir.path(), Default::default()).await;
+    let run_id = begin_run(&store).await;
     let out = output(&store, dir.path(), b"shared output");
     let n = 10_000;
     // Populate the cache directly in one transaction (10,000 real runs would take minutes).
@@ -105,16 +63,18 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
     tx.commit().await.unwrap();
 
     let keys: Vec<StageKey> = (0..n).map(|i| key(&format!("m{i}"))).collect();
-    let second = run(&store).await;
+    let second = begin_run(&store).await;
     let (started, cpu_started) = (Instant::now(), cpu_time());
     let hits = store.cached_many(&keys).await.unwrap();
     let looked_up = started.elapsed();
     let records: Vec<(NewExecution, ExecutionId)> = (0..n - 1)
         .map(|i| {
-            (
-                new_exec(second, &format!("m[i={i}]"), keys[i].clone()),
-                hits[&keys[i]].execution_id,
-            )
+            let hit = NewExecution {
+                stage_key: keys[i].clone(),
+                fingerprint: String::new(),
+                ..new_exec(second, &format!("m[i={i}]"))
+            };
+            (hit, hits[&keys[i]].execution_id)
         })
         .collect();
     store.record_cache_hits(&records).await.unwrap();

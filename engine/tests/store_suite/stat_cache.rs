@@ -1,26 +1,17 @@
 //! The stat cache: hashing external data a second time reads no file contents (reads are
-//! counted through an injected hasher), changed files are read again, and the directory
-//! hash equals the one computed from scratch.
+//! counted through an injected hasher), changed and recent files are read again, the
+//! directory hash equals the one computed from scratch, and entries are upserted.
 
+use crate::store_support::*;
 use histodiff_engine::hash::{hash_dir, hash_file, ArtifactHash, HashError};
 use histodiff_engine::protocol::ArtifactKind;
-use histodiff_engine::store::sql::{SqlStore, StoreOptions};
 use histodiff_engine::store::stat_cache::{hash_external, hash_external_with, FileHasher};
-use histodiff_engine::store::StoreLayout;
+use histodiff_engine::store::{StatEntry, Store};
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-async fn open(dir: &Path) -> SqlStore {
-    SqlStore::open_sqlite(
-        StoreLayout::under(&dir.join(".histodiff"), None),
-        StoreOptions::default(),
-    )
-    .await
-    .unwrap()
-}
 
 /// Counts every file read.
 fn counting() -> (FileHasher, Arc<AtomicUsize>) {
@@ -46,11 +37,10 @@ fn write_old(path: &Path, bytes: &[u8]) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_file_is_read_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let data = dir.path().join("weights.safetensors");
+/// An unchanged file is read once; a rewritten one is read again and hashes anew.
+pub async fn a_file_is_read_once(backend: &impl Backend) {
+    let store = backend.store().await;
+    let data = backend.dir().join("weights.safetensors");
     write_old(&data, b"tensor bytes");
     let (hasher, reads) = counting();
     let first = hash_external_with(&store, &data, hasher.clone())
@@ -71,21 +61,19 @@ async fn a_file_is_read_once() {
     assert_eq!(third.files_read, 1);
 }
 
-#[tokio::test]
-async fn a_recent_file_is_not_trusted_to_the_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let data = dir.path().join("fresh.txt");
+/// A file modified just now could change again within the mtime's resolution: it is read.
+pub async fn a_recent_file_is_not_trusted_to_the_cache(backend: &impl Backend) {
+    let store = backend.store().await;
+    let data = backend.dir().join("fresh.txt");
     fs::write(&data, b"just written").unwrap();
     hash_external(&store, &data).await.unwrap();
     assert_eq!(hash_external(&store, &data).await.unwrap().files_read, 1);
 }
 
-#[tokio::test]
-async fn a_large_directory_is_rehashed_without_reading_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
-    let data = dir.path().join("NCT-CRC-HE");
+/// 3,000 unchanged files are re-hashed from the cache alone; one edit reads one file.
+pub async fn a_large_directory_is_rehashed_without_reading_files(backend: &impl Backend) {
+    let store = backend.store().await;
+    let data = backend.dir().join("NCT-CRC-HE");
     let n = 3_000;
     for i in 0..n {
         write_old(
@@ -115,4 +103,24 @@ async fn a_large_directory_is_rehashed_without_reading_files() {
     assert_eq!(third.files_read, 1);
     assert_ne!(third.hash, first.hash);
     assert_eq!(third.hash, hash_dir(&data).unwrap().0);
+}
+
+/// Writing the same entry twice is an upsert, not a conflict, and it reads back field for
+/// field (a nanosecond mtime beyond 2^53 included).
+pub async fn stat_entries_are_upserted_and_read_back(backend: &impl Backend) {
+    let store = backend.store().await;
+    let entry = StatEntry {
+        path: "/data/a.png".into(),
+        size: 7,
+        mtime_ns: 1_700_000_000_123_456_789,
+        inode: 99,
+        hash: output(&store, backend.dir(), b"a.png").hash,
+    };
+    for _ in 0..2 {
+        store
+            .stat_put_many(std::slice::from_ref(&entry))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.stat_get("/data/a.png").await.unwrap(), Some(entry));
 }
