@@ -7,7 +7,6 @@ use histodiff_engine::protocol::exit;
 use histodiff_engine::protocol::STAGES_ABI_VERSION as ABI_VERSION;
 use histodiff_engine::registry::COMMAND_KIND;
 use histodiff_engine::worker::{read_job, run_worker};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The file name of the stages library beside the binary (`libhistodiff_stages.so`).
@@ -15,19 +14,20 @@ const LIBRARY_STEM: &str = "histodiff_stages";
 /// Overrides where the stages library is looked for.
 pub const LIBRARY_ENV: &str = "HISTODIFF_STAGES_LIB";
 
-/// Runs the job file and returns the worker exit code.
+/// Runs the job file and returns the worker exit code. The file is read once here; the
+/// stages library gets its text.
 pub fn run(job_file: &Path) -> i32 {
-    let kind = match read_job(job_file) {
-        Ok(job) => job.kind,
+    let (job, text) = match read_job(job_file) {
+        Ok(read) => read,
         Err(message) => {
             eprintln!("histodiff worker: {message}");
             return exit::FAILED;
         }
     };
-    if kind == COMMAND_KIND {
-        return run_worker(job_file, &[]);
+    if job.kind == COMMAND_KIND {
+        return run_worker(&job, &[]);
     }
-    match run_in_library(job_file) {
+    match run_in_library(&text) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("histodiff worker: {message}");
@@ -40,7 +40,7 @@ type AbiVersionFn = unsafe extern "C" fn() -> u32;
 type KindsJsonFn = unsafe extern "C" fn(*mut usize) -> *const u8;
 type RunWorkerFn = unsafe extern "C" fn(*const u8, usize) -> i32;
 
-fn run_in_library(job_file: &Path) -> Result<i32, String> {
+fn run_in_library(job_json: &str) -> Result<i32, String> {
     let path = library_path()?;
     // libloading's message is only "dlopen failed"; the loader's own reason (a missing
     // libtorch, say) is its source.
@@ -83,8 +83,7 @@ fn run_in_library(job_file: &Path) -> Result<i32, String> {
         let run: libloading::Symbol<RunWorkerFn> = library
             .get(b"histodiff_stages_run_worker\0")
             .map_err(loading)?;
-        let bytes = job_file.as_os_str().as_bytes();
-        let code = run(bytes.as_ptr(), bytes.len());
+        let code = run(job_json.as_ptr(), job_json.len());
         // Unloading libtorch while its threads may still exist is unsafe; the process
         // exits right after anyway.
         std::mem::forget(library);

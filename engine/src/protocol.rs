@@ -113,9 +113,10 @@ pub enum ArtifactKind {
 
 /// The ABI between the `histodiff` binary and the stages library it loads at run time
 /// (stages/src/plugin.rs exports it, src/worker.rs checks it): bumped whenever the
-/// signature of a library entry point changes. Defined here because the binary does not
+/// signature or meaning of a library entry point changes (2: `run_worker` takes the job's
+/// JSON text instead of the job file's path). Defined here because the binary does not
 /// link the stages crate, and both link the engine.
-pub const STAGES_ABI_VERSION: u32 = 1;
+pub const STAGES_ABI_VERSION: u32 = 2;
 
 pub const JOB_FILE: &str = "job.json";
 pub const RESULT_FILE: &str = "result.json";

@@ -1,8 +1,9 @@
 //! What a stage implementation sees inside a worker: the [`Stage`] trait that every kind
 //! implements (the stages crate for the paper's kinds, this crate for `command`) and the
 //! [`StageContext`] it runs in. The worker runtime (`worker.rs`) builds the context from
-//! a [`Job`], runs the stage, ingests `out/<name>` into the object store and writes
-//! `result.json`.
+//! a [`Job`], runs the stage and ingests `out/<name>` into the object store. Events go to
+//! an [`EventSink`] as typed values; only a worker process turns them into JSON lines
+//! ([`JsonLines`]), because its stdout is the one place they cross a process boundary.
 
 use crate::protocol::{Event, InputArtifact, Job};
 use crate::registry::KindSpec;
@@ -47,15 +48,40 @@ pub trait Stage: Send + Sync {
     fn run(&self, ctx: &mut StageContext) -> Result<(), StageError>;
 }
 
+/// Where a running stage's events go.
+pub trait EventSink: Send {
+    fn emit(&mut self, event: Event);
+}
+
+/// Any closure over events is a sink (the in-process executor, tests).
+impl<F: FnMut(Event) + Send> EventSink for F {
+    fn emit(&mut self, event: Event) {
+        self(event)
+    }
+}
+
+/// Events as JSON lines on a writer: a worker process's stdout, read by its executor.
+pub struct JsonLines<W: Write + Send>(pub W);
+
+impl<W: Write + Send> EventSink for JsonLines<W> {
+    fn emit(&mut self, event: Event) {
+        // A closed stdout (orchestrator gone) must not kill a long training run.
+        if let Ok(line) = serde_json::to_string(&event) {
+            let _ = writeln!(self.0, "{line}");
+            let _ = self.0.flush();
+        }
+    }
+}
+
 /// The running execution, as a stage sees it.
 pub struct StageContext {
     pub job: Job,
     interrupt: Arc<AtomicBool>,
-    events: Box<dyn Write + Send>,
+    events: Box<dyn EventSink>,
 }
 
 impl StageContext {
-    pub fn new(job: Job, interrupt: Arc<AtomicBool>, events: Box<dyn Write + Send>) -> Self {
+    pub fn new(job: Job, interrupt: Arc<AtomicBool>, events: Box<dyn EventSink>) -> Self {
         StageContext {
             job,
             interrupt,
@@ -131,16 +157,12 @@ impl StageContext {
         self.interrupt.load(Ordering::SeqCst)
     }
 
-    pub fn emit(&mut self, event: &Event) {
-        // A closed stdout (orchestrator gone) must not kill a long training run.
-        if let Ok(line) = serde_json::to_string(event) {
-            let _ = writeln!(self.events, "{line}");
-            let _ = self.events.flush();
-        }
+    pub fn emit(&mut self, event: Event) {
+        self.events.emit(event);
     }
 
     pub fn progress(&mut self, step: u64, total: u64, loss: Option<f64>) {
-        self.emit(&Event::Progress {
+        self.emit(Event::Progress {
             step,
             total,
             loss,
@@ -149,7 +171,7 @@ impl StageContext {
     }
 
     pub fn metric(&mut self, name: &str, step: Option<u64>, value: f64) {
-        self.emit(&Event::Metric {
+        self.emit(Event::Metric {
             name: name.to_string(),
             step,
             value,
@@ -157,7 +179,7 @@ impl StageContext {
     }
 
     pub fn log(&mut self, message: impl Into<String>) {
-        self.emit(&Event::Log {
+        self.emit(Event::Log {
             level: "info".into(),
             message: message.into(),
         });

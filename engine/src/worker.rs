@@ -1,16 +1,19 @@
 //! The worker runtime behind `histodiff worker JOB`: one execution in its own process.
 //!
-//! It reads the [`Job`], installs SIGINT/SIGTERM/SIGUSR1 handlers that only raise the
-//! stage's interrupt flag (the stage checkpoints and returns [`StageError::Interrupted`]),
-//! runs the stage with panics caught, ingests each declared output `work_dir/out/<name>`
-//! into the object store, writes `result.json` atomically and exits 0, 1 or 75. Events go
-//! to stdout as JSON lines. The worker never opens the database: only the orchestrator
-//! records.
+//! Given the [`Job`] (read once from `job.json` by the binary), it installs
+//! SIGINT/SIGTERM/SIGUSR1 handlers that only raise the stage's interrupt flag (the stage
+//! checkpoints and returns [`StageError::Interrupted`]), runs the stage with panics caught,
+//! ingests each declared output `work_dir/out/<name>` into the object store, writes
+//! `result.json` atomically and exits 0, 1 or 75. Events go to stdout as JSON lines. The
+//! worker never opens the database: only the orchestrator records.
+//!
+//! [`run_job`] is the part without a process: the local executor calls it in-process for
+//! `command` jobs, with a sink that hands events on as values and the result returned.
 
 use crate::command::CommandStage;
 use crate::protocol::{exit, Event, Job, JobResult, OutputArtifact, RESULT_FILE};
 use crate::registry::COMMAND_KIND;
-use crate::stage::{Stage, StageContext, StageError};
+use crate::stage::{EventSink, JsonLines, Stage, StageContext, StageError};
 use crate::store::objects::ObjectStore;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,58 +25,49 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The flag the signal handler raises; set once per process.
 static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// Runs the job in `job_file` with the stage implementing its kind; returns the exit code.
-pub fn run_worker(job_file: &Path, stages: &[Box<dyn Stage>]) -> i32 {
-    let job = match read_job(job_file) {
-        Ok(job) => job,
-        Err(message) => {
-            eprintln!("histodiff worker: {message}");
-            return exit::FAILED;
-        }
-    };
+/// Runs `job` in this worker process with the stage implementing its kind; returns the
+/// exit code.
+pub fn run_worker(job: &Job, stages: &[Box<dyn Stage>]) -> i32 {
     let interrupt = install_signal_handlers();
     let command = CommandStage {
         die_with_parent: true,
         env: Vec::new(),
     };
-    let (code, result) = run_job(
-        &job,
-        stages,
-        &command,
-        interrupt,
-        Box::new(std::io::stdout()),
-    );
-    if let Err(e) = write_result(&job, &result) {
+    let events = Box::new(JsonLines(std::io::stdout()));
+    let (code, result) = run_job(job, stages, &command, interrupt, events);
+    if let Err(e) = write_result(job, &result) {
         eprintln!("histodiff worker: cannot write {RESULT_FILE}: {e}");
         return exit::FAILED;
     }
     code
 }
 
-pub fn read_job(job_file: &Path) -> Result<Job, String> {
+/// Reads `job.json`; the text is returned too, for a worker that hands it on unparsed.
+pub fn read_job(job_file: &Path) -> Result<(Job, String), String> {
     let text = std::fs::read_to_string(job_file)
         .map_err(|e| format!("cannot read job file {}: {e}", job_file.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("bad job file {}: {e}", job_file.display()))
+    let job = serde_json::from_str(&text)
+        .map_err(|e| format!("bad job file {}: {e}", job_file.display()))?;
+    Ok((job, text))
 }
 
 /// Runs a job in this process: the stage with panics caught, then output ingestion.
-/// Events go to `events` as JSON lines. Returns the worker exit code and the result
-/// (with the last value of each metric). The local executor calls this directly for
-/// `command` jobs, whose program is a process of its own anyway.
+/// Events go to `events`. Returns the worker exit code and the result (with the last value
+/// of each metric). The local executor calls this directly for `command` jobs, whose
+/// program is a process of its own anyway.
 pub fn run_job(
     job: &Job,
     stages: &[Box<dyn Stage>],
     command: &CommandStage,
     interrupt: Arc<AtomicBool>,
-    events: Box<dyn Write + Send>,
+    events: Box<dyn EventSink>,
 ) -> (i32, JobResult) {
     let metrics = Arc::new(Mutex::new(BTreeMap::new()));
-    let writer = Box::new(EventWriter {
-        out: events,
-        line: Vec::new(),
+    let keeper = Box::new(LastMetrics {
+        next: events,
         metrics: metrics.clone(),
     });
-    let (code, result) = execute(job, stages, command, interrupt, writer);
+    let (code, result) = execute(job, stages, command, interrupt, keeper);
     let metrics = metrics.lock().map(|m| m.clone()).unwrap_or_default();
     (code, JobResult { metrics, ..result })
 }
@@ -84,7 +78,7 @@ fn execute(
     stages: &[Box<dyn Stage>],
     command: &CommandStage,
     interrupt: Arc<AtomicBool>,
-    events: Box<dyn Write + Send>,
+    events: Box<dyn EventSink>,
 ) -> (i32, JobResult) {
     let failed = |error: String| (exit::FAILED, result_with_error(error));
     let stage: &dyn Stage = if job.kind == COMMAND_KIND {
@@ -215,38 +209,19 @@ fn install_signal_handlers() -> Arc<AtomicBool> {
     flag
 }
 
-/// The event stream, also keeping the last value of each metric for `result.json`.
-struct EventWriter {
-    out: Box<dyn Write + Send>,
-    line: Vec<u8>,
+/// Passes events on, keeping the last value of each metric for the job's result.
+struct LastMetrics {
+    next: Box<dyn EventSink>,
     metrics: Arc<Mutex<BTreeMap<String, f64>>>,
 }
 
-impl Write for EventWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' {
-                self.note_metric();
-                self.line.clear();
-            } else {
-                self.line.push(b);
-            }
-        }
-        self.out.write_all(buf)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-impl EventWriter {
-    fn note_metric(&mut self) {
-        if let Ok(Event::Metric { name, value, .. }) = serde_json::from_slice(&self.line) {
+impl EventSink for LastMetrics {
+    fn emit(&mut self, event: Event) {
+        if let Event::Metric { name, value, .. } = &event {
             if let Ok(mut m) = self.metrics.lock() {
-                m.insert(name, value);
+                m.insert(name.clone(), *value);
             }
         }
+        self.next.emit(event);
     }
 }

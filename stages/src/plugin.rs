@@ -9,13 +9,11 @@
 
 use crate::kinds;
 use histodiff_engine::protocol::exit;
+use histodiff_engine::protocol::Job;
 use histodiff_engine::protocol::STAGES_ABI_VERSION as ABI_VERSION;
 use histodiff_engine::worker::run_worker;
-use std::ffi::OsStr;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::panic::catch_unwind;
-use std::path::Path;
 use std::sync::OnceLock;
 
 #[no_mangle]
@@ -37,19 +35,25 @@ pub unsafe extern "C" fn histodiff_stages_kinds_json(len: *mut usize) -> *const 
     json.as_ptr()
 }
 
-/// Runs the job file at `path[..len]` (bytes of a Unix path) and returns the worker exit
-/// code (`protocol::exit`).
+/// Runs the job whose JSON text is `json[..len]` (the binary read `job.json` once and
+/// hands its text over) and returns the worker exit code (`protocol::exit`).
 ///
 /// # Safety
-/// `path` must point to `len` readable bytes.
+/// `json` must point to `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn histodiff_stages_run_worker(path: *const u8, len: usize) -> i32 {
+pub unsafe extern "C" fn histodiff_stages_run_worker(json: *const u8, len: usize) -> i32 {
     // SAFETY: the caller passes `len` readable bytes (see above).
-    let bytes = unsafe { std::slice::from_raw_parts(path, len) };
-    let job_file = Path::new(OsStr::from_bytes(bytes));
+    let bytes = unsafe { std::slice::from_raw_parts(json, len) };
+    let job: Job = match serde_json::from_slice(bytes) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("histodiff worker: the job handed to the stages library is not a job: {e}");
+            return exit::FAILED;
+        }
+    };
     // run_worker catches a stage's panic itself; this catches the rest, since unwinding
     // out of an `extern "C"` function aborts.
-    let code = catch_unwind(|| run_worker(job_file, &kinds::all())).unwrap_or(exit::FAILED);
+    let code = catch_unwind(|| run_worker(&job, &kinds::all())).unwrap_or(exit::FAILED);
     // This std's exit-time flush never runs: the binary's std owns the process exit.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

@@ -10,12 +10,11 @@
 
 use super::{Cancel, EventSink, Executor, ExecutorError, ExecutorEvent, Submission, WorkerExit};
 use crate::command::{stderr_tail, CommandStage};
-use crate::protocol::{Event, Job};
+use crate::protocol::Event;
 use crate::registry::COMMAND_KIND;
 use crate::store::liveness::hostname;
-use crate::worker::{read_job, run_job, write_result};
+use crate::worker::run_job;
 use async_trait::async_trait;
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -44,21 +43,17 @@ impl LocalExecutor {
         }
     }
 
-    /// The job, if it is a `command` job this executor runs in-process.
-    fn inline_job(&self, s: &Submission) -> Option<Job> {
-        if !self.inline_commands {
-            return None;
-        }
-        read_job(&s.job_file)
-            .ok()
-            .filter(|job| job.kind == COMMAND_KIND)
+    /// Whether this is a `command` job this executor runs in-process.
+    fn runs_inline(&self, s: &Submission) -> bool {
+        self.inline_commands && s.job.kind == COMMAND_KIND
     }
 
     /// Runs a `command` job on a blocking thread; cancellation raises its interrupt flag.
+    /// Its events reach the sink as values and its result comes back in memory: no
+    /// process boundary, so no JSON and no `result.json`.
     async fn execute_inline(
         &self,
         s: &Submission,
-        job: Job,
         events: EventSink,
         mut cancel: watch::Receiver<Cancel>,
     ) -> Result<WorkerExit, ExecutorError> {
@@ -69,17 +64,14 @@ impl LocalExecutor {
         let interrupt = Arc::new(AtomicBool::new(false));
         let flag = interrupt.clone();
         let env = allocation_env(&s.allocation);
-        let writer = SinkWriter {
-            sink: events,
-            line: Vec::new(),
-        };
+        let forward = move |event| events(ExecutorEvent::Worker(event));
+        let job = s.job.clone();
         let run = tokio::task::spawn_blocking(move || {
             let command = CommandStage {
                 die_with_parent: false,
                 env,
             };
-            let (code, result) = run_job(&job, &[], &command, flag, Box::new(writer));
-            write_result(&job, &result).map(|_| code)
+            run_job(&job, &[], &command, flag, Box::new(forward))
         });
         tokio::pin!(run);
         let joined = loop {
@@ -98,17 +90,17 @@ impl LocalExecutor {
             instance: s.instance.clone(),
             message,
         };
-        let code = joined
-            .map_err(|e| lost(e.to_string()))?
-            .map_err(|e| lost(format!("cannot write the result: {e}")))?;
+        let (code, result) = joined.map_err(|e| lost(e.to_string()))?;
         Ok(WorkerExit {
             code: Some(code),
             signal: None,
             log_tail: String::new(),
+            result: Some(result),
         })
     }
 
     fn command(&self, s: &Submission) -> Result<Command, ExecutorError> {
+        s.write_job_file()?;
         let log = std::fs::File::create(s.work_dir.join("worker.log")).map_err(|source| {
             ExecutorError::Spawn {
                 instance: s.instance.clone(),
@@ -137,8 +129,8 @@ impl Executor for LocalExecutor {
         events: EventSink,
         mut cancel: watch::Receiver<Cancel>,
     ) -> Result<WorkerExit, ExecutorError> {
-        if let Some(job) = self.inline_job(s) {
-            return self.execute_inline(s, job, events, cancel).await;
+        if self.runs_inline(s) {
+            return self.execute_inline(s, events, cancel).await;
         }
         let mut child = self
             .command(s)?
@@ -191,6 +183,7 @@ impl Executor for LocalExecutor {
             code: status.code(),
             signal: status.signal(),
             log_tail: stderr_tail(&s.work_dir.join("worker.log")),
+            result: None,
         })
     }
 }
@@ -205,31 +198,6 @@ fn allocation_env(a: &super::Allocation) -> Vec<(String, String)> {
         ("MKL_NUM_THREADS".into(), threads.clone()),
         ("HISTODIFF_THREADS".into(), threads),
     ]
-}
-
-/// Hands each JSON line an in-process stage writes to the sink as an event.
-struct SinkWriter {
-    sink: EventSink,
-    line: Vec<u8>,
-}
-
-impl Write for SinkWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' {
-                let line = String::from_utf8_lossy(&self.line).into_owned();
-                (self.sink)(ExecutorEvent::Worker(parse_event(&line)));
-                self.line.clear();
-            } else {
-                self.line.push(b);
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A stdout line as an event; anything that is not one becomes a log line.

@@ -10,7 +10,7 @@
 pub mod local;
 pub mod slurm;
 
-use crate::protocol::{exit, Event, JobResult, RESULT_FILE};
+use crate::protocol::{exit, Event, Job, JobResult, RESULT_FILE};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,13 +29,28 @@ pub struct Allocation {
     pub time: Option<u64>,
 }
 
-/// A prepared job: `job.json` written in its work directory.
+/// A prepared job: `job.json` written in its work directory for a worker process, and
+/// the job itself for an executor that runs it in-process.
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub instance: String,
+    pub job: Arc<Job>,
     pub job_file: PathBuf,
     pub work_dir: PathBuf,
     pub allocation: Allocation,
+}
+
+impl Submission {
+    /// Writes `job.json` for a worker process to read: executors that start one call this,
+    /// so a job run in-process never goes through the file.
+    pub fn write_job_file(&self) -> Result<(), ExecutorError> {
+        let spawn = |source| ExecutorError::Spawn {
+            instance: self.instance.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(&*self.job).map_err(std::io::Error::other);
+        std::fs::write(&self.job_file, bytes.map_err(spawn)?).map_err(spawn)
+    }
 }
 
 /// What an executor reports while a job runs.
@@ -70,6 +85,8 @@ pub struct WorkerExit {
     pub signal: Option<i32>,
     /// The end of the worker's stderr log, for failure messages.
     pub log_tail: String,
+    /// The result of a job run in-process; a worker process leaves `result.json` instead.
+    pub result: Option<JobResult>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,13 +120,21 @@ pub enum Outcome {
     Interrupted(String),
 }
 
-/// Reads `result.json` and the exit status into an [`Outcome`].
-pub fn outcome(submission: &Submission, worker: &WorkerExit) -> Outcome {
-    let result: Option<JobResult> = std::fs::read(submission.work_dir.join(RESULT_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+/// The exit status and the result (in memory, else `result.json`) as an [`Outcome`].
+pub fn outcome(submission: &Submission, worker: WorkerExit) -> Outcome {
+    let WorkerExit {
+        code,
+        signal,
+        log_tail,
+        result,
+    } = worker;
+    let result = result.or_else(|| {
+        std::fs::read(submission.work_dir.join(RESULT_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<JobResult>(&bytes).ok())
+    });
     let error = result.as_ref().and_then(|r| r.error.clone());
-    match (worker.code, result) {
+    match (code, result) {
         (Some(exit::OK), Some(r)) if r.error.is_none() => Outcome::Succeeded(r),
         (Some(exit::OK), _) => Outcome::Failed("the worker exited 0 without a result".into()),
         (Some(exit::RESUMABLE), _) => {
@@ -117,20 +142,23 @@ pub fn outcome(submission: &Submission, worker: &WorkerExit) -> Outcome {
         }
         (Some(code), _) => Outcome::Failed(match error {
             Some(e) => e,
-            None => format!("the worker exited with status {code}\n{}", worker.log_tail),
+            None => format!("the worker exited with status {code}\n{log_tail}"),
         }),
-        (None, _) => Outcome::Failed(format!(
-            "the worker was killed by signal {} ({}){}\n{}",
-            worker.signal.unwrap_or(0),
-            signal_name(worker.signal.unwrap_or(0)),
-            if worker.signal == Some(libc::SIGKILL) {
-                " — out of memory or killed"
-            } else {
-                ""
-            },
-            worker.log_tail
-        )),
+        (None, _) => Outcome::Failed(killed(signal.unwrap_or(0), &log_tail)),
     }
+}
+
+/// The failure message of a worker killed by `signal`.
+fn killed(signal: i32, log_tail: &str) -> String {
+    let hint = if signal == libc::SIGKILL {
+        " — out of memory or killed"
+    } else {
+        ""
+    };
+    format!(
+        "the worker was killed by signal {signal} ({}){hint}\n{log_tail}",
+        signal_name(signal)
+    )
 }
 
 fn signal_name(signal: i32) -> &'static str {

@@ -99,6 +99,7 @@ impl SlurmExecutor {
     }
 
     async fn submit(&self, s: &Submission) -> Result<String, ExecutorError> {
+        s.write_job_file()?;
         let spawn = |e: std::io::Error| ExecutorError::Spawn {
             instance: s.instance.clone(),
             source: e,

@@ -201,12 +201,13 @@ async fn run_reserved(
         instance: inst.name.clone(),
         job_file: job.work_dir.join(JOB_FILE),
         work_dir: job.work_dir.clone(),
+        job: Arc::new(job),
         allocation: allocation.clone(),
     };
-    let mut outcome = run_worker(ctx, &submission, id, &job, cancel.clone()).await;
+    let mut outcome = run_worker(ctx, &submission, id, cancel.clone()).await;
     if matches!(outcome, Outcome::Failed(_)) && *cancel.borrow() != Cancel::Keep {
         // Killed on the user's request (a second Ctrl-C): not a failure of the stage.
         outcome = Outcome::Interrupted("killed on request".into());
     }
-    record(ctx, id, &job, outcome).await
+    record(ctx, id, &submission.job, outcome).await
 }

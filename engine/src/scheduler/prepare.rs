@@ -1,14 +1,15 @@
 //! Job preparation: a fresh work directory with every input materialised read-only at
-//! `in/<slot>[/<index>]`, and the job written where the worker process reads it.
+//! `in/<slot>[/<index>]`. The job itself goes to the executor, which writes `job.json`
+//! only when it starts a worker process.
 
 use super::execution::{Launch, RunContext};
 use crate::plan::{InputBinding, Plan, Upstream};
-use crate::protocol::{InputArtifact, Job, JOB_FILE};
+use crate::protocol::{InputArtifact, Job};
 use crate::store::{self, ExecutionId};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Materialises the inputs into a fresh work directory and writes `job.json`.
+/// The job of a launch, its inputs materialised into a fresh work directory.
 pub async fn prepare(
     ctx: &RunContext,
     launch: &Launch,
@@ -43,7 +44,7 @@ pub async fn prepare(
         .map_err(|e| format!("input materialisation ended abnormally: {e}"))?
 }
 
-/// A fresh work directory with the inputs materialised read-only and `job.json`.
+/// A fresh work directory with the inputs materialised read-only.
 fn write_work_dir(objects: &store::ObjectStore, job: Job) -> Result<Job, String> {
     let io = |what: &str, path: &Path, e: std::io::Error| {
         format!("cannot {what} {}: {e}", path.display())
@@ -62,9 +63,6 @@ fn write_work_dir(objects: &store::ObjectStore, job: Job) -> Result<Job, String>
                 .map_err(|e| format!("cannot materialise the input from {}: {e}", a.producer))?;
         }
     }
-    let bytes = serde_json::to_vec_pretty(&job).map_err(|e| e.to_string())?;
-    let file = job.work_dir.join(JOB_FILE);
-    std::fs::write(&file, bytes).map_err(|e| io("write", &file, e))?;
     Ok(job)
 }
 

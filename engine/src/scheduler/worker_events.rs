@@ -15,9 +15,9 @@ pub async fn run_worker(
     ctx: &RunContext,
     submission: &Submission,
     id: ExecutionId,
-    job: &Job,
     cancel: watch::Receiver<Cancel>,
 ) -> Outcome {
+    let job = &submission.job;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: EventSink = Arc::new(move |e| {
         let _ = tx.send(e);
@@ -41,7 +41,7 @@ pub async fn run_worker(
     }
     write_progress(ctx, id, throttle.flush()).await;
     match exit {
-        Ok(exit) => outcome(submission, &exit),
+        Ok(exit) => outcome(submission, exit),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }

@@ -127,7 +127,7 @@ fn warn_if_gan_never_starts(ctx: &mut StageContext, total_steps: u64) -> Result<
         );
         // tracing reaches the worker's stderr; the event, the execution's log.
         tracing::warn!("{message}");
-        ctx.emit(&Event::Log {
+        ctx.emit(Event::Log {
             level: "warn".into(),
             message,
         });

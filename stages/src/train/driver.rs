@@ -211,6 +211,6 @@ fn save(
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    ctx.emit(&Event::Checkpoint { step, file });
+    ctx.emit(Event::Checkpoint { step, file });
     Ok(())
 }

@@ -7,44 +7,32 @@
 use histodiff_engine::hash::{ArtifactHash, StageKey};
 use histodiff_engine::protocol::{Event, InputArtifact, Job};
 use histodiff_engine::registry::ParamType;
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{EventSink, Stage, StageContext, StageError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-/// Events written by a stage, shared with the test; optionally raises the interrupt flag
+/// Events emitted by a stage, shared with the test; optionally raises the interrupt flag
 /// once a progress event reaches a given step (as a SIGTERM would).
 #[derive(Clone, Default)]
-pub struct EventLog(Arc<Mutex<Vec<u8>>>, Option<(u64, Arc<AtomicBool>)>);
+pub struct EventLog(Arc<Mutex<Vec<Event>>>, Option<(u64, Arc<AtomicBool>)>);
 
-impl Write for EventLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        if let (Some((at, flag)), Ok(Event::Progress { step, .. })) =
-            (&self.1, serde_json::from_slice::<Event>(buf.trim_ascii()))
-        {
-            if step >= *at {
+impl EventSink for EventLog {
+    fn emit(&mut self, event: Event) {
+        if let (Some((at, flag)), Event::Progress { step, .. }) = (&self.1, &event) {
+            if step >= at {
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.0.lock().unwrap().push(event);
     }
 }
 
 impl EventLog {
     pub fn events(&self) -> Vec<Event> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        self.0.lock().unwrap().clone()
     }
 }
 

@@ -7,12 +7,11 @@
 use histodiff_engine::hash::{ArtifactHash, StageKey};
 use histodiff_engine::protocol::{Event, InputArtifact, Job};
 use histodiff_engine::registry::ParamType;
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{EventSink, Stage, StageContext, StageError};
 use histodiff_stages::artifact::ImageSetWriter;
 use histodiff_stages::data::demo::{render, CRC_CLASSES};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,32 +44,20 @@ pub fn demo_image_set(dir: &Path, per_class: usize, size: usize, labeled: bool) 
 /// Event sink that raises `flag` once a progress event reports step `stop_at`.
 #[derive(Clone)]
 struct Sink {
-    bytes: Arc<Mutex<Vec<u8>>>,
+    events: Arc<Mutex<Vec<Event>>>,
     flag: Arc<AtomicBool>,
     stop_at: Option<u64>,
 }
 
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut bytes = self.bytes.lock().unwrap();
-        bytes.extend_from_slice(buf);
-        if let (Some(stop), Some(line)) = (self.stop_at, last_line(&bytes)) {
-            if let Ok(Event::Progress { step, .. }) = serde_json::from_str(line) {
-                if step >= stop {
-                    self.flag.store(true, Ordering::SeqCst);
-                }
+impl EventSink for Sink {
+    fn emit(&mut self, event: Event) {
+        if let (Some(stop), Event::Progress { step, .. }) = (self.stop_at, &event) {
+            if *step >= stop {
+                self.flag.store(true, Ordering::SeqCst);
             }
         }
-        Ok(buf.len())
+        self.events.lock().unwrap().push(event);
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn last_line(bytes: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    text.strip_suffix('\n')?.rsplit('\n').next()
 }
 
 pub struct Ran {
@@ -146,17 +133,13 @@ pub fn run_kind(
     };
     let flag = Arc::new(AtomicBool::new(false));
     let sink = Sink {
-        bytes: Arc::default(),
+        events: Arc::default(),
         flag: flag.clone(),
         stop_at,
     };
     let mut ctx = StageContext::new(job, flag, Box::new(sink.clone()));
     let result = stage.run(&mut ctx);
-    let text = String::from_utf8(sink.bytes.lock().unwrap().clone()).unwrap();
-    let events = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = sink.events.lock().unwrap().clone();
     Ran {
         result,
         events,

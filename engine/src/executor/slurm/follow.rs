@@ -197,6 +197,7 @@ impl JobWatch {
             code,
             signal,
             log_tail: self.log_tail(""),
+            result: None,
         };
         let resubmit = code == Some(exit::RESUMABLE) && self.sent == Cancel::Keep;
         JobEnd { exit, resubmit }
@@ -219,6 +220,7 @@ impl JobWatch {
                 code: Some(exit::RESUMABLE),
                 signal: None,
                 log_tail: self.log_tail(&note),
+                result: None,
             }
         } else if *signal > 0 || matches!(state.as_str(), "TIMEOUT" | "OUT_OF_MEMORY" | "CANCELLED")
         {
@@ -227,12 +229,14 @@ impl JobWatch {
                 code: None,
                 signal: Some(sig),
                 log_tail: self.log_tail(&note),
+                result: None,
             }
         } else {
             WorkerExit {
                 code: Some(*code),
                 signal: None,
                 log_tail: self.log_tail(&note),
+                result: None,
             }
         };
         JobEnd {
