@@ -111,17 +111,19 @@ pub trait Executor: Send + Sync {
     ) -> Result<WorkerExit, ExecutorError>;
 }
 
-/// The meaning of a finished job, from its exit and `result.json`.
+/// The meaning of a finished job, from its exit and its result: the executor layer's one
+/// outcome type (the store records a [`crate::store::Outcome`], the run an
+/// `InstanceOutcome`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum JobOutcome {
     Succeeded(JobResult),
     Failed(String),
     /// Checkpointed after an interrupt request (exit 75); running again resumes.
     Interrupted(String),
 }
 
-/// The exit status and the result (in memory, else `result.json`) as an [`Outcome`].
-pub fn outcome(submission: &Submission, worker: WorkerExit) -> Outcome {
+/// The exit status and the result (in memory, else `result.json`) as an [`JobOutcome`].
+pub fn outcome(submission: &Submission, worker: WorkerExit) -> JobOutcome {
     let WorkerExit {
         code,
         signal,
@@ -135,16 +137,16 @@ pub fn outcome(submission: &Submission, worker: WorkerExit) -> Outcome {
     });
     let error = result.as_ref().and_then(|r| r.error.clone());
     match (code, result) {
-        (Some(exit::OK), Some(r)) if r.error.is_none() => Outcome::Succeeded(r),
-        (Some(exit::OK), _) => Outcome::Failed("the worker exited 0 without a result".into()),
+        (Some(exit::OK), Some(r)) if r.error.is_none() => JobOutcome::Succeeded(r),
+        (Some(exit::OK), _) => JobOutcome::Failed("the worker exited 0 without a result".into()),
         (Some(exit::RESUMABLE), _) => {
-            Outcome::Interrupted(error.unwrap_or_else(|| "interrupted".into()))
+            JobOutcome::Interrupted(error.unwrap_or_else(|| "interrupted".into()))
         }
-        (Some(code), _) => Outcome::Failed(match error {
+        (Some(code), _) => JobOutcome::Failed(match error {
             Some(e) => e,
             None => format!("the worker exited with status {code}\n{log_tail}"),
         }),
-        (None, _) => Outcome::Failed(killed(signal.unwrap_or(0), &log_tail)),
+        (None, _) => JobOutcome::Failed(killed(signal.unwrap_or(0), &log_tail)),
     }
 }
 

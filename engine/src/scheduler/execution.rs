@@ -12,7 +12,7 @@ use super::observer::{Observer, RunEvent};
 use super::prepare::prepare;
 use super::record::{hashes_of, record, store_failure};
 use super::worker_events::run_worker;
-use crate::executor::{Allocation, Cancel, Executor, Outcome, Submission};
+use crate::executor::{Allocation, Cancel, Executor, JobOutcome, Submission};
 use crate::fingerprint::Fingerprint;
 use crate::hash::StageKey;
 use crate::plan::Plan;
@@ -205,9 +205,9 @@ async fn run_reserved(
         allocation: allocation.clone(),
     };
     let mut outcome = run_worker(ctx, &submission, id, cancel.clone()).await;
-    if matches!(outcome, Outcome::Failed(_)) && *cancel.borrow() != Cancel::Keep {
+    if matches!(outcome, JobOutcome::Failed(_)) && *cancel.borrow() != Cancel::Keep {
         // Killed on the user's request (a second Ctrl-C): not a failure of the stage.
-        outcome = Outcome::Interrupted("killed on request".into());
+        outcome = JobOutcome::Interrupted("killed on request".into());
     }
     record(ctx, id, &submission.job, outcome).await
 }

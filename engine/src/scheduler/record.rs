@@ -3,7 +3,7 @@
 
 use super::execution::{Failure, RunContext};
 use super::keys::Outputs;
-use crate::executor::Outcome;
+use crate::executor::JobOutcome;
 use crate::protocol::Job;
 use crate::store::{self, ExecutionId, InputEdge, StoreError};
 
@@ -17,10 +17,10 @@ pub async fn record(
     ctx: &RunContext,
     id: ExecutionId,
     job: &Job,
-    outcome: Outcome,
+    outcome: JobOutcome,
 ) -> Result<Outputs, Failure> {
     let (stored, result) = match outcome {
-        Outcome::Succeeded(result) => {
+        JobOutcome::Succeeded(result) => {
             let outputs = hashes_of(&result.outputs);
             let stored = store::Outcome::Succeeded {
                 outputs: result.outputs,
@@ -29,13 +29,13 @@ pub async fn record(
             };
             (stored, Ok(outputs))
         }
-        Outcome::Failed(error) => (
+        JobOutcome::Failed(error) => (
             store::Outcome::Failed {
                 error: error.clone(),
             },
             Err(Failure::Failed(error)),
         ),
-        Outcome::Interrupted(reason) => (
+        JobOutcome::Interrupted(reason) => (
             store::Outcome::Interrupted {
                 reason: Some(reason),
             },

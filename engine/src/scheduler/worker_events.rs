@@ -4,7 +4,7 @@
 use super::execution::RunContext;
 use super::observer::RunEvent;
 use super::progress::{ProgressReport, ProgressThrottle, PROGRESS_INTERVAL};
-use crate::executor::{outcome, Cancel, EventSink, ExecutorEvent, Outcome, Submission};
+use crate::executor::{outcome, Cancel, EventSink, ExecutorEvent, JobOutcome, Submission};
 use crate::protocol::{Event, Job};
 use crate::store::{ExecutionId, WorkerInfo};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub async fn run_worker(
     submission: &Submission,
     id: ExecutionId,
     cancel: watch::Receiver<Cancel>,
-) -> Outcome {
+) -> JobOutcome {
     let job = &submission.job;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: EventSink = Arc::new(move |e| {
@@ -42,7 +42,7 @@ pub async fn run_worker(
     write_progress(ctx, id, throttle.flush()).await;
     match exit {
         Ok(exit) => outcome(submission, exit),
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => JobOutcome::Failed(e.to_string()),
     }
 }
 
