@@ -8,9 +8,10 @@
 
 use histodiff_engine::executor::slurm::{SlurmExecutor, SlurmOptions};
 use histodiff_engine::executor::{
-    outcome, Allocation, Cancel, EventSink, Executor, ExecutorEvent, Outcome, Submission,
+    outcome, Allocation, Cancel, EventSink, Executor, ExecutorEvent, JobOutcome, Submission,
 };
-use histodiff_engine::protocol::Event;
+use histodiff_engine::hash::StageKey;
+use histodiff_engine::protocol::{Event, Job};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,7 +66,6 @@ fn fixture(mode: &str) -> Fixture {
     .unwrap();
     std::fs::write(work_dir.join("mode"), mode).unwrap();
     let job_file = work_dir.join("job.json");
-    std::fs::write(&job_file, "{}").unwrap();
     let allocation = Allocation {
         gpus: vec![],
         threads: 1,
@@ -74,6 +74,7 @@ fn fixture(mode: &str) -> Fixture {
     };
     let submission = Submission {
         instance: format!("fake[{mode}]"),
+        job: Arc::new(stand_in_job(&work_dir, mode)),
         job_file,
         work_dir,
         allocation,
@@ -82,6 +83,27 @@ fn fixture(mode: &str) -> Fixture {
         _dir: dir,
         submission,
         program,
+    }
+}
+
+/// The job the executor writes to `job.json` (the stand-in worker does not read it).
+fn stand_in_job(work_dir: &Path, mode: &str) -> Job {
+    Job {
+        execution_id: 1,
+        key: StageKey("0".repeat(64)),
+        instance: format!("fake[{mode}]"),
+        kind: "fake".into(),
+        kind_version: 1,
+        params: Default::default(),
+        external_paths: Default::default(),
+        inputs: Default::default(),
+        command: None,
+        base_dir: work_dir.to_path_buf(),
+        work_dir: work_dir.to_path_buf(),
+        checkpoint_dir: work_dir.join("checkpoints"),
+        objects_dir: work_dir.join("objects"),
+        device: "cpu".into(),
+        threads: 1,
     }
 }
 
@@ -138,7 +160,7 @@ async fn a_job_runs_with_its_resources_environment_and_events() {
     .unwrap();
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert!(
-        matches!(outcome(&fx.submission, &exit), Outcome::Succeeded(r) if r.metrics["accuracy"] == 0.9)
+        matches!(outcome(&fx.submission, exit.clone()), JobOutcome::Succeeded(r) if r.metrics["accuracy"] == 0.9)
     );
     let seen = seen.lock().unwrap();
     let id = seen.iter().find_map(|e| match e {
@@ -187,7 +209,9 @@ async fn a_failed_job_reports_its_status_and_log_tail() {
         "{}",
         exit.log_tail
     );
-    assert!(matches!(outcome(&fx.submission, &exit), Outcome::Failed(m) if m.contains("boom")));
+    assert!(
+        matches!(outcome(&fx.submission, exit.clone()), JobOutcome::Failed(m) if m.contains("boom"))
+    );
 }
 
 /// Preemption: USR1 reaches the batch shell from outside (as `--signal=B:USR1@N` or a
@@ -260,8 +284,8 @@ async fn an_interrupt_request_checkpoints_and_is_not_resubmitted() {
     .unwrap();
     assert_eq!(exit.code, Some(75), "{exit:?}");
     assert!(matches!(
-        outcome(&fx.submission, &exit),
-        Outcome::Interrupted(_)
+        outcome(&fx.submission, exit.clone()),
+        JobOutcome::Interrupted(_)
     ));
     assert!(fx.submission.work_dir.join("checkpoint").exists());
     assert!(!logs(&seen.lock().unwrap())
@@ -294,8 +318,8 @@ async fn a_kill_request_cancels_the_job() {
     .unwrap();
     assert_ne!(exit.code, Some(0), "{exit:?}");
     assert!(!matches!(
-        outcome(&fx.submission, &exit),
-        Outcome::Succeeded(_)
+        outcome(&fx.submission, exit.clone()),
+        JobOutcome::Succeeded(_)
     ));
     let starts = seen
         .lock()
