@@ -6,6 +6,7 @@ pub mod command;
 pub mod device;
 pub mod executor;
 pub mod fingerprint;
+pub mod graph;
 pub mod hash;
 pub mod plan;
 pub mod protocol;

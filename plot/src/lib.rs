@@ -3,9 +3,24 @@
 //! embedded in the binary (`fonts/`, Bitstream Vera licence), so a figure renders the same
 //! on a machine with no fonts installed.
 
+pub mod dag;
 mod font;
+pub mod grid;
+pub mod image_map;
+mod legend;
+pub mod line;
+mod raster;
+pub mod state;
+mod text;
+pub mod timeline;
 
+pub use dag::{Dag, DagNode};
 pub use font::FONT_FAMILY;
+pub use grid::{GridLabel, LabelledGrid};
+pub use image_map::{Area, ImageMap};
+pub use line::{LineChart, Series};
+pub use state::State;
+pub use timeline::{Timeline, TimelineBar};
 
 /// Why a figure could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
