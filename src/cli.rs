@@ -65,8 +65,35 @@ pub enum Command {
     Ls,
     /// Print an artifact: INSTANCE[.output] or HASH (a prefix is enough).
     Cat { target: String },
-    /// Copy an artifact out of the store: INSTANCE[.output] or HASH, to DEST.
-    Export { target: String, dest: PathBuf },
+    /// Copy an artifact out of the store (INSTANCE[.output] or HASH, to DEST), or export a
+    /// run's provenance or metrics.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Export {
+        #[command(subcommand)]
+        what: Option<ExportWhat>,
+        /// INSTANCE[.output] or HASH (a prefix of at least 6 hex digits).
+        #[arg(required = true)]
+        target: Option<String>,
+        #[arg(required = true)]
+        dest: Option<PathBuf>,
+    },
+    /// Write a run's self-contained HTML report (Table 1, figures, timeline, DAG, keys).
+    Report {
+        /// A pipeline file (its latest run) or a run id.
+        target: String,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
+    /// Serve a read-only live dashboard of the store over HTTP.
+    Serve {
+        /// Address to listen on; any other than loopback needs --token.
+        #[arg(long, default_value = "127.0.0.1:8050")]
+        bind: std::net::SocketAddr,
+        /// Bearer token every request must carry (required off loopback).
+        #[arg(long, env = "HISTODIFF_SERVE_TOKEN")]
+        token: Option<String>,
+    },
     /// Re-hash every object; exit 3 if any is damaged or missing.
     Verify,
     /// Delete objects no recorded artifact refers to, and stale scratch directories.
@@ -76,6 +103,33 @@ pub enum Command {
     /// Run one job (internal: started by the orchestrator).
     #[command(hide = true)]
     Worker { job: PathBuf },
+}
+
+/// What `export` writes besides one artifact.
+#[derive(Debug, Subcommand)]
+pub enum ExportWhat {
+    /// A run's provenance: a Workflow Run RO-Crate (Provenance Run Crate profile).
+    Provenance {
+        /// Run id (`histodiff status` lists them).
+        run: i64,
+        /// Directory to write the crate into (created; must be empty if it exists).
+        dest: PathBuf,
+        #[arg(long, value_enum, default_value_t = ProvenanceFormat::RoCrate)]
+        format: ProvenanceFormat,
+    },
+    /// A run's metrics as TensorBoard event files, one run directory per stage instance.
+    Tensorboard {
+        /// Run id.
+        run: i64,
+        /// Log directory to write into.
+        dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProvenanceFormat {
+    RoCrate,
+    ProvJson,
 }
 
 /// `--set`, shared by the commands that read a pipeline.

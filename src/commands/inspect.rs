@@ -1,8 +1,8 @@
 //! `histodiff status` (runs and executions) and `histodiff why` (what changed since an
 //! instance's previous execution).
 
+use super::rerun::key_change;
 use crate::exit::{CliError, Coded, BAD_INPUT, OK, STORE};
-use histodiff_engine::fingerprint::Fingerprint;
 use histodiff_engine::store::{ExecStatus, ExecutionRecord, Store};
 use std::fmt::Write;
 
@@ -102,18 +102,22 @@ pub async fn why(store: &dyn Store, target: &str) -> Result<i32, CliError> {
             all.iter().filter(|e| e.instance == instance).collect();
         let last = history[history.len() - 1];
         let _ = writeln!(out, "{instance}: {}", execution_line(last));
-        let previous = history.iter().rev().find(|e| e.stage_key != last.stage_key);
-        match previous {
+        match key_change(&history, last) {
             None if last.status == ExecStatus::Cached => {
                 let _ = writeln!(out, "    cached: same key as an earlier execution");
             }
             None => {
                 let _ = writeln!(out, "    first execution of this instance");
             }
-            Some(prev) => {
-                let _ = writeln!(out, "    changed since execution #{}:", prev.id);
-                for change in diff(prev, last) {
-                    let _ = writeln!(out, "      {change}");
+            Some(change) => {
+                let _ = writeln!(out, "    changed since execution #{}:", change.previous.id);
+                match change.changes {
+                    Some(changes) => changes.iter().for_each(|c| {
+                        let _ = writeln!(out, "      {c}");
+                    }),
+                    None => {
+                        let _ = writeln!(out, "      (fingerprint not recorded)");
+                    }
                 }
             }
         }
@@ -129,19 +133,4 @@ pub async fn why(store: &dyn Store, target: &str) -> Result<i32, CliError> {
 
 fn matches(e: &ExecutionRecord, target: &str) -> bool {
     e.instance == target || e.stage == target
-}
-
-fn diff(old: &ExecutionRecord, new: &ExecutionRecord) -> Vec<String> {
-    let parse = |e: &ExecutionRecord| {
-        e.fingerprint
-            .as_deref()
-            .and_then(|j| Fingerprint::from_json(j).ok())
-    };
-    match (parse(old), parse(new)) {
-        (Some(a), Some(b)) => Fingerprint::diff(&a, &b)
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        _ => vec!["(fingerprint not recorded)".into()],
-    }
 }

@@ -2,12 +2,16 @@
 //! (exit 2 on any error, before the store is touched) and opening the store (exit 3).
 
 mod artifacts;
+mod export;
 mod inspect;
 mod kinds;
 mod lineage;
 mod maintain;
 mod plan;
+mod report;
+mod rerun;
 mod run;
+mod serve;
 
 use crate::cli::{Cli, Command, SetArgs};
 use crate::exit::{CliError, Coded, BAD_INPUT, STORE};
@@ -46,9 +50,15 @@ pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Ls => artifacts::ls(&*global.open().await?).await,
         Command::Cat { target } => artifacts::cat(&*global.open().await?, &target).await,
-        Command::Export { target, dest } => {
-            artifacts::export(&*global.open().await?, &target, &dest).await
-        }
+        Command::Export { what, target, dest } => match (what, target, dest) {
+            (Some(what), _, _) => export::export(&*global.open().await?, what).await,
+            (None, Some(target), Some(dest)) => {
+                artifacts::export(&*global.open().await?, &target, &dest).await
+            }
+            _ => Err(anyhow::anyhow!("export needs TARGET DEST, or a subcommand").into()),
+        },
+        Command::Report { target, html } => report::report(&global, &target, &html).await,
+        Command::Serve { bind, token } => serve::serve(&global, bind, token).await,
         Command::Verify => maintain::verify(&*global.open().await?).await,
         Command::Gc => maintain::gc(&*global.open().await?).await,
         Command::Kinds => kinds::kinds(&registry()),

@@ -1,5 +1,6 @@
 //! `histodiff run PIPELINE`: execute what is not cached. Ctrl-C once asks workers to
-//! checkpoint and waits for them; twice kills them.
+//! checkpoint and waits for them; twice kills them. The run ends by writing its HTML
+//! report under the store and printing where it is, with a short summary table.
 
 use super::{load_plan, open_plan_store, registry};
 use crate::exit::{CliError, Coded, BAD_INPUT, INTERRUPTED, OK, STAGE_FAILED, STORE};
@@ -35,6 +36,7 @@ pub async fn run(pipeline: &Path, overrides: SettingsOverrides) -> Result<i32, C
         ExecutorKind::Local => Capacity::detect(plan.settings.jobs, &plan.settings.device),
         ExecutorKind::Slurm => slurm::cluster_capacity(plan.settings.jobs),
     };
+    let (report_store, report_plan) = (store.clone(), plan.clone());
     let scheduler = Scheduler {
         plan,
         store,
@@ -46,6 +48,7 @@ pub async fn run(pipeline: &Path, overrides: SettingsOverrides) -> Result<i32, C
     tokio::spawn(watch_ctrl_c(tx));
     let summary = scheduler.run(rx).await.code(STORE)?;
     print_summary(&summary);
+    super::report::after_run(&*report_store, summary.run_id, report_plan).await;
     Ok(if summary.interrupted {
         INTERRUPTED
     } else if !summary.failed.is_empty() {
