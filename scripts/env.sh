@@ -5,16 +5,17 @@ set -euo pipefail
 HISTODIFF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${HISTODIFF_VENV:-$HISTODIFF_ROOT/.venv}"
 # Bump when the pinned set changes so every checkout reinstalls once.
-REQ_STAMP="torch2.13.0-tv0.28-peers-v3"
+REQ_STAMP="torch2.13.0-tv0.28-peers-v4"
 
 # torch is pinned with torchvision: without the pin, timm pulls torchvision 0.29 → torch 2.14
 # and tch 0.26 (built for libtorch 2.13.0) no longer links.
 PINS=(torch==2.13.0 'torchvision==0.28.*')
 # snakemake and dvc: the peers of benches/engine_vs_peers.py. playwright drives Debian's
 # Chromium in the browser tests (it never downloads a browser of its own); rocrate and
-# roc-validator check the provenance export; tensorboard reads the metrics export back.
+# roc-validator check the provenance export, prov its PROV-JSON form; tensorboard reads the
+# metrics export back.
 PEERS=(numpy safetensors scipy scikit-learn timm diffusers pytorch-fid snakemake dvc
-  playwright rocrate roc-validator tensorboard)
+  playwright rocrate roc-validator prov tensorboard)
 
 histodiff_venv() {
   if [ -f "$VENV/.stamp" ] && [ "$(cat "$VENV/.stamp")" = "$REQ_STAMP" ]; then
