@@ -293,9 +293,17 @@ fn bad_input_is_refused_and_writes_nothing() {
     let dest = p.path().join("out");
 
     let unknown = export(&p, &["provenance", "7", dest.to_str().unwrap()]).expect_code(2);
-    assert!(unknown.stderr.contains("no run 7"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("run 7 is not in the store"),
+        "{}",
+        unknown.stderr
+    );
     let unknown = export(&p, &["tensorboard", "7", dest.to_str().unwrap()]).expect_code(2);
-    assert!(unknown.stderr.contains("no run 7"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("run 7 is not in the store"),
+        "{}",
+        unknown.stderr
+    );
     assert!(!dest.exists(), "nothing written for an unknown run");
 
     std::fs::create_dir(&dest).unwrap();

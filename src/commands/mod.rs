@@ -11,6 +11,7 @@ mod plan;
 mod report;
 mod rerun;
 mod run;
+mod run_graph;
 mod serve;
 
 use crate::cli::{Cli, Command, SetArgs};

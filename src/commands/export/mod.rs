@@ -1,9 +1,10 @@
 //! `export provenance` (a Workflow Run RO-Crate, or W3C PROV-JSON) and `export tensorboard`
 //! (event files): a run of the store, written out in formats other tools read.
 //!
-//! Both first read everything they need from the store ([`run_graph::RunGraph`]), then
-//! write into a staging directory beside DEST that is renamed onto DEST only once
-//! complete, so a failed export leaves nothing behind and never a half-written DEST.
+//! Both first read everything they need from the store ([`RunGraph`], and for provenance
+//! its [`Records`](super::run_graph::Records)), then write into a staging directory beside
+//! DEST that is renamed onto DEST only once complete, so a failed export leaves nothing
+//! behind and never a half-written DEST.
 
 mod crate_files;
 mod crate_readme;
@@ -11,9 +12,9 @@ mod event_file;
 mod prov_json;
 mod ro_crate;
 mod ro_crate_actions;
-mod run_graph;
 mod tensorboard;
 
+use super::run_graph::RunGraph;
 use crate::cli::{ExportWhat, ProvenanceFormat};
 use crate::exit::{CliError, Coded, BAD_INPUT, OK, STORE};
 use histodiff_engine::store::{RunId, Store};
@@ -23,14 +24,15 @@ pub async fn export(store: &dyn Store, what: ExportWhat) -> Result<i32, CliError
     match what {
         ExportWhat::Provenance { run, dest, format } => {
             check_dest(&dest)?;
-            let graph = run_graph::RunGraph::load(store, RunId(run)).await?;
+            let graph = RunGraph::load(store, RunId(run)).await?;
+            let records = graph.records(store).await?;
             let written = match format {
                 ProvenanceFormat::RoCrate => {
-                    let plan = ro_crate::CratePlan::new(store, &graph)?;
+                    let plan = ro_crate::CratePlan::new(store, &graph, &records)?;
                     staged(&dest, |dir| plan.write(dir))?
                 }
                 ProvenanceFormat::ProvJson => {
-                    let doc = prov_json::document(&graph);
+                    let doc = prov_json::document(&graph, &records);
                     staged(&dest, |dir| prov_json::write(&doc, dir))?
                 }
             };
@@ -38,7 +40,7 @@ pub async fn export(store: &dyn Store, what: ExportWhat) -> Result<i32, CliError
         }
         ExportWhat::Tensorboard { run, dest } => {
             check_dest(&dest)?;
-            let graph = run_graph::RunGraph::load(store, RunId(run)).await?;
+            let graph = RunGraph::load(store, RunId(run)).await?;
             let logs = tensorboard::collect(store, &graph).await?;
             if logs.is_empty() {
                 return Err(anyhow::anyhow!(

@@ -7,8 +7,8 @@
 //! hit generated nothing: it was informed by the execution whose outputs it reused, which
 //! is the activity that generated them.
 
-use super::run_graph::{ExecutionView, RunGraph};
 use super::{iso_time, write_file};
+use crate::commands::run_graph::{ExecutionView, Records, RunGraph};
 use crate::exit::{CliError, Coded, STORE};
 use histodiff_engine::fingerprint::canonical_json;
 use histodiff_engine::hash::ArtifactHash;
@@ -20,10 +20,10 @@ use std::path::Path;
 pub const FILE: &str = "prov.json";
 
 /// The PROV-JSON document of a run.
-pub fn document(graph: &RunGraph) -> Value {
+pub fn document(graph: &RunGraph, records: &Records) -> Value {
     let mut p = Prov::default();
     p.add_run(&graph.run);
-    for source in graph.sources.values() {
+    for source in records.sources.values() {
         p.add(
             "activity",
             &activity_id(source),
@@ -33,7 +33,7 @@ pub fn document(graph: &RunGraph) -> Value {
     for e in &graph.executions {
         p.add_execution(graph, e);
     }
-    for (hash, record) in &graph.artifacts {
+    for (hash, record) in &records.artifacts {
         let label = match graph.producer(hash) {
             Some((e, output)) => format!("{}.{output}", e.record.instance),
             None => format!("artifact {}", hash.short()),

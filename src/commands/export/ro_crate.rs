@@ -13,13 +13,13 @@
 
 use super::crate_files::{self, Placement};
 use super::crate_readme;
-use super::run_graph::{ExecutionView, RunGraph};
 use super::{iso_time, write_file};
+use crate::commands::run_graph::{ExecutionView, Records, RunGraph};
 use crate::exit::{CliError, Coded, BAD_INPUT, STORE};
 use histodiff_engine::hash::{hash_bytes, ArtifactHash};
 use histodiff_engine::protocol::ArtifactKind;
 use histodiff_engine::registry::COMMAND_KIND;
-use histodiff_engine::store::{RunRecord, Store};
+use histodiff_engine::store::{ArtifactRecord, RunRecord, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,7 @@ const METADATA: &str = "ro-crate-metadata.json";
 /// one fails first) and where each artifact goes.
 pub struct CratePlan<'g> {
     pub graph: &'g RunGraph,
+    pub records: &'g Records,
     workflow: WorkflowFile,
     pub placements: BTreeMap<ArtifactHash, Placement>,
 }
@@ -71,15 +72,20 @@ struct WorkflowFile {
 }
 
 impl<'g> CratePlan<'g> {
-    pub fn new(store: &dyn Store, graph: &'g RunGraph) -> Result<Self, CliError> {
+    pub fn new(
+        store: &dyn Store,
+        graph: &'g RunGraph,
+        records: &'g Records,
+    ) -> Result<Self, CliError> {
         let workflow = WorkflowFile::find(store, &graph.run)?;
         let mut placements = BTreeMap::new();
-        for (hash, record) in &graph.artifacts {
+        for (hash, record) in &records.artifacts {
             let placement = crate_files::place(store, record, out_file_name(graph, hash))?;
             placements.insert(hash.clone(), placement);
         }
         Ok(CratePlan {
             graph,
+            records,
             workflow,
             placements,
         })
@@ -178,7 +184,7 @@ impl<'g> CratePlan<'g> {
     }
 
     fn add_workflow(&self, g: &mut Graph) {
-        let tools = Tools::of(self.graph);
+        let tools = Tools::of(self.graph, &self.records.artifacts);
         let steps = stage_order(self.graph);
         let w = &self.workflow;
         let mut workflow = json!({
@@ -429,7 +435,7 @@ struct Tool {
 }
 
 impl Tools {
-    fn of(graph: &RunGraph) -> Self {
+    fn of(graph: &RunGraph, artifacts: &BTreeMap<ArtifactHash, ArtifactRecord>) -> Self {
         let registry = crate::registry::registry();
         let mut tools = Tools::default();
         for e in &graph.executions {
@@ -445,7 +451,7 @@ impl Tools {
                 .get(&r.kind)
                 .filter(|k| k.version == r.kind_version)
                 .map(|k| k.doc.clone());
-            tool.collect(graph, e);
+            tool.collect(artifacts, e);
         }
         tools
     }
@@ -486,8 +492,8 @@ impl Tools {
 impl Tool {
     /// Adds the formal parameters one execution shows: its input slots, outputs,
     /// parameters (a command's `run` line is one) and external data.
-    fn collect(&mut self, graph: &RunGraph, e: &ExecutionView) {
-        let kind_of = |hash: &ArtifactHash| match graph.artifacts.get(hash).map(|a| a.kind) {
+    fn collect(&mut self, artifacts: &BTreeMap<ArtifactHash, ArtifactRecord>, e: &ExecutionView) {
+        let kind_of = |hash: &ArtifactHash| match artifacts.get(hash).map(|a| a.kind) {
             Some(ArtifactKind::Dir) => "Dataset",
             _ => "File",
         };

@@ -10,7 +10,7 @@
 use super::crate_files::Placement;
 use super::iso_time;
 use super::ro_crate::{formal_id, id, ids, step_id, tool_id, CratePlan, Graph, ENGINE};
-use super::run_graph::{ExecutionView, RunGraph};
+use crate::commands::run_graph::{ExecutionView, RunGraph};
 use histodiff_engine::fingerprint::canonical_json;
 use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::protocol::ArtifactKind;
@@ -85,7 +85,7 @@ pub fn add_actions(plan: &CratePlan, g: &mut Graph) {
     }
     add_run(plan, g);
     add_connections(graph, g);
-    for (hash, record) in &graph.artifacts {
+    for (hash, record) in &plan.records.artifacts {
         let formals = formals_of.get(hash).into_iter().flatten();
         g.add(artifact_entity(
             plan,

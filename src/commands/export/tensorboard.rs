@@ -11,8 +11,8 @@
 //! duration times step / last step.
 
 use super::event_file;
-use super::run_graph::RunGraph;
 use super::write_file;
+use crate::commands::run_graph::RunGraph;
 use crate::exit::{CliError, Coded, STORE};
 use histodiff_engine::store::{ExecStatus, ExecutionRecord, Store};
 use std::collections::BTreeMap;

@@ -66,7 +66,7 @@ impl Group {
 pub fn section(data: &RunData) -> Result<String, CliError> {
     let mut out = String::new();
     let mut charts = 0;
-    for e in &data.executions {
+    for e in data.graph.executions.iter().map(|e| &e.record) {
         let groups = grouped(
             data.metrics
                 .get(&e.id)

@@ -1,10 +1,11 @@
 //! The run's DAG: one node per stage instance, an edge wherever an instance read an
 //! artifact another instance of the run wrote (the executions' lineage edges, see
-//! `model::lineage_edges`). Instances of the pipeline file that have no execution in the
+//! `commands::run_graph`). Instances of the pipeline file that have no execution in the
 //! run are added as "not run", wired as the file wires them.
 
 use super::html::{esc, instance_anchor, mapped_figure};
 use super::model::{PlanSource, RunData};
+use crate::commands::run_graph::ExecutionView;
 use crate::exit::{CliError, Coded, STORE};
 use histodiff_engine::graph::{topological_layers, DiGraph};
 use histodiff_engine::hash::ArtifactHash;
@@ -47,11 +48,9 @@ pub fn state_of(status: ExecStatus) -> State {
 }
 
 /// The artifacts an execution read, as (`slot[position]`, hash).
-pub fn inputs_of(data: &RunData, e: &ExecutionRecord) -> Vec<(String, ArtifactHash)> {
-    data.edges
-        .get(&e.id)
-        .into_iter()
-        .flat_map(|x| &x.inputs)
+pub fn inputs_of(e: &ExecutionView) -> Vec<(String, ArtifactHash)> {
+    e.inputs
+        .iter()
         .map(|i| (format!("{}[{}]", i.slot, i.position), i.artifact.clone()))
         .collect()
 }
@@ -66,35 +65,28 @@ impl RunGraph {
             producers: HashMap::new(),
             wired: HashMap::new(),
         };
-        let latest = data.latest_by_instance();
-        for e in &data.executions {
-            let node = graph.add(
-                &e.instance,
-                &e.stage,
-                state_of(latest[e.instance.as_str()].status),
-            );
-            graph.nodes[node].execution = Some(latest[e.instance.as_str()].id);
-            for hash in data
-                .edges
-                .get(&e.id)
-                .into_iter()
-                .flat_map(|x| x.outputs.values())
-            {
+        let latest = data.graph.latest_by_instance();
+        for e in &data.graph.executions {
+            let r = &e.record;
+            let newest = &latest[r.instance.as_str()].record;
+            let node = graph.add(&r.instance, &r.stage, state_of(newest.status));
+            graph.nodes[node].execution = Some(newest.id);
+            for hash in e.outputs.values() {
                 graph
                     .producers
                     .entry(hash.clone())
                     .or_default()
-                    .push((e.id, node));
+                    .push((r.id, node));
             }
         }
         if let PlanSource::Loaded(plan) = &data.plan {
             graph.wired = wiring(plan);
         }
         let mut edges = BTreeSet::new();
-        for e in &data.executions {
-            let to = graph.index[&e.instance];
-            for (_, hash) in inputs_of(data, e) {
-                if let Some(from) = graph.producer_index(&hash, e) {
+        for e in &data.graph.executions {
+            let to = graph.index[&e.record.instance];
+            for input in &e.inputs {
+                if let Some(from) = graph.producer_index(&input.artifact, &e.record) {
                     edges.insert((from, to));
                 }
             }

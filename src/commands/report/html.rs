@@ -61,6 +61,11 @@ pub fn exec_link(id: ExecutionId, text: &str) -> String {
     format!("<a href=\"#{}\">{}</a>", exec_anchor(id), esc(text))
 }
 
+/// A hash or key shown by its short form, the full one in the tooltip.
+pub fn abbreviated(full: &str, short: &str) -> String {
+    format!("<code title=\"{}\">{}</code>", esc(full), esc(short))
+}
+
 /// A coloured badge naming a state.
 pub fn badge(state: State) -> String {
     format!(

@@ -6,9 +6,13 @@
 //! full sections for what actually executed, so its page stays a few megabytes.
 
 use super::dag::{inputs_of, state_of, RunGraph};
-use super::html::{badge, duration, esc, exec_anchor, exec_link, instance_anchor, utc};
+use super::html::{
+    abbreviated, badge, duration, esc, exec_anchor, exec_link, instance_anchor, utc,
+};
 use super::model::{PlanSource, RunData};
 use super::{params, timeline, why};
+use crate::commands::run_graph::ExecutionView;
+use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::store::{ExecStatus, ExecutionRecord};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -29,8 +33,9 @@ pub fn section(data: &RunData, graph: &RunGraph) -> String {
         .flatten()
         .copied()
         .filter(|&n| {
-            data.executions_of(&graph.nodes[n].instance)
-                .any(|e| e.status != ExecStatus::Cached)
+            data.graph
+                .executions_of(&graph.nodes[n].instance)
+                .any(|e| e.record.status != ExecStatus::Cached)
         })
         .collect();
     let mut out = format!(
@@ -81,7 +86,7 @@ fn compact_table(data: &RunData, graph: &RunGraph, detailed: &HashSet<usize>) ->
 
 fn compact_row(data: &RunData, graph: &RunGraph, n: usize, detailed: bool) -> String {
     let node = &graph.nodes[n];
-    let last = data.executions_of(&node.instance).last();
+    let last = data.graph.executions_of(&node.instance).last();
     let (id, name) = if detailed {
         (String::new(), super::dag::instance_link(&node.instance))
     } else {
@@ -90,7 +95,7 @@ fn compact_row(data: &RunData, graph: &RunGraph, n: usize, detailed: bool) -> St
             esc(&node.instance),
         )
     };
-    let (execution, key) = match last {
+    let (execution, key) = match last.map(|e| &e.record) {
         Some(e) => {
             let cached = match e.cached_from {
                 Some(src) if e.status == ExecStatus::Cached => format!(" (reused #{src})"),
@@ -103,11 +108,7 @@ fn compact_row(data: &RunData, graph: &RunGraph, n: usize, detailed: bool) -> St
             };
             (
                 format!("<span{target}>#{}{cached}</span>", e.id),
-                format!(
-                    "<code title=\"{0}\">{1}</code>",
-                    esc(&e.stage_key.0),
-                    esc(e.stage_key.short())
-                ),
+                abbreviated(&e.stage_key.0, e.stage_key.short()),
             )
         }
         None => ("—".into(), "—".into()),
@@ -132,7 +133,7 @@ fn article(data: &RunData, graph: &RunGraph, n: usize) -> String {
         esc(&node.instance),
         badge(node.state)
     );
-    let mut runs = data.executions_of(&node.instance).peekable();
+    let mut runs = data.graph.executions_of(&node.instance).peekable();
     if runs.peek().is_none() {
         out.push_str("<p class=\"note\">Not executed in this run (an upstream failed or the run stopped first).</p>");
         out.push_str(&planned_params(data, &node.instance));
@@ -156,7 +157,8 @@ fn planned_params(data: &RunData, instance: &str) -> String {
     }
 }
 
-fn execution(data: &RunData, graph: &RunGraph, e: &ExecutionRecord) -> String {
+fn execution(data: &RunData, graph: &RunGraph, view: &ExecutionView) -> String {
+    let e = &view.record;
     let mut out = format!(
         "<div class=\"exec\" id=\"{}\"><h4>execution #{} {} <span class=\"kind\">{} v{}</span></h4>\n<table class=\"kv\">",
         exec_anchor(e.id),
@@ -169,7 +171,7 @@ fn execution(data: &RunData, graph: &RunGraph, e: &ExecutionRecord) -> String {
         let _ = write!(out, "<tr><th>{name}</th><td>{value}</td></tr>");
     }
     out.push_str("</table>\n");
-    out.push_str(&edges(data, graph, e));
+    out.push_str(&edges(graph, view));
     out.push_str(&final_metrics(data, e));
     if let Some(error) = &e.error {
         let _ = write!(out, "<pre class=\"error\">{}</pre>", esc(error));
@@ -179,7 +181,7 @@ fn execution(data: &RunData, graph: &RunGraph, e: &ExecutionRecord) -> String {
         "<div class=\"whybox\"><b>Why it ran:</b> {}</div>",
         why::explain(data, e)
     );
-    out.push_str(&params::block(e));
+    out.push_str(&params::block(view));
     out.push_str("</div>\n");
     out
 }
@@ -195,7 +197,7 @@ fn facts(data: &RunData, e: &ExecutionRecord) -> Vec<(&'static str, String)> {
     }
     if e.status == ExecStatus::Cached {
         if let Some(src) = e.cached_from {
-            let in_run = data.execution(src).is_some();
+            let in_run = data.graph.execution(src).is_some();
             let text = format!("#{src}");
             let link = if in_run {
                 exec_link(src, &text)
@@ -224,14 +226,14 @@ fn facts(data: &RunData, e: &ExecutionRecord) -> Vec<(&'static str, String)> {
 }
 
 /// Inputs (with links to their producers) and outputs.
-fn edges(data: &RunData, graph: &RunGraph, e: &ExecutionRecord) -> String {
+fn edges(graph: &RunGraph, view: &ExecutionView) -> String {
     let mut out = String::new();
-    let inputs = inputs_of(data, e);
+    let inputs = inputs_of(view);
     if !inputs.is_empty() {
         out.push_str("<div class=\"io\"><b>read</b><ul>");
         for (slot, hash) in &inputs {
             let from = graph
-                .producer_of(hash, e)
+                .producer_of(hash, &view.record)
                 .and_then(|n| n.execution.map(|id| (id, &n.instance)))
                 .map(|(id, name)| {
                     format!(
@@ -240,35 +242,28 @@ fn edges(data: &RunData, graph: &RunGraph, e: &ExecutionRecord) -> String {
                     )
                 })
                 .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<li><code>{}</code> <code title=\"{}\">{}</code>{from}</li>",
-                esc(slot),
-                esc(&hash.0),
-                esc(hash.short())
-            );
+            out.push_str(&edge_item(slot, hash, &from));
         }
         out.push_str("</ul></div>");
     }
-    if let Some(outputs) = data
-        .edges
-        .get(&e.id)
-        .map(|x| &x.outputs)
-        .filter(|o| !o.is_empty())
-    {
+    if !view.outputs.is_empty() {
         out.push_str("<div class=\"io\"><b>wrote</b><ul>");
-        for (name, hash) in outputs {
-            let _ = write!(
-                out,
-                "<li><code>{}</code> <code title=\"{}\">{}</code></li>",
-                esc(name),
-                esc(&hash.0),
-                esc(hash.short())
-            );
+        for (name, hash) in &view.outputs {
+            out.push_str(&edge_item(name, hash, ""));
         }
         out.push_str("</ul></div>");
     }
     out
+}
+
+/// One artifact an execution read or wrote, under its slot or output name; `from` (HTML)
+/// follows it.
+fn edge_item(label: &str, hash: &ArtifactHash, from: &str) -> String {
+    format!(
+        "<li><code>{}</code> {}{from}</li>",
+        esc(label),
+        abbreviated(&hash.0, hash.short())
+    )
 }
 
 /// Metrics recorded without a step (final values), as one line.

@@ -182,7 +182,8 @@ async fn render(
             body: instances::section(&data, &graph),
         },
     ];
-    let title = format!("{} — run {}", data.run.pipeline, data.run.id);
+    let run = &data.graph.run;
+    let title = format!("{} — run {}", run.pipeline, run.id);
     Ok(Rendered {
         page: html::page(&title, &header(&data, store, now_ms), &sections),
         summary: summary::text(&graph, &reports),
@@ -214,9 +215,13 @@ fn now_ms_since_epoch() -> i64 {
 /// Pipeline, run, status, times, host, counts.
 fn header(data: &RunData, store: &dyn Store, now_ms: i64) -> String {
     use html::{duration, esc, utc};
-    let r = &data.run;
+    let r = &data.graph.run;
     let count = |f: &dyn Fn(&histodiff_engine::store::ExecutionRecord) -> bool| {
-        data.executions.iter().filter(|e| f(e)).count()
+        data.graph
+            .executions
+            .iter()
+            .filter(|e| f(&e.record))
+            .count()
     };
     use histodiff_engine::store::ExecStatus as S;
     let executed = count(&|e| e.status != S::Cached);

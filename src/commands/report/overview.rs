@@ -70,7 +70,7 @@ fn stage_rows(data: &RunData, graph: &RunGraph) -> Vec<StageRow> {
             }
         };
         *rows[i].by_state.entry(node.state).or_default() += 1;
-        for e in data.executions_of(&node.instance) {
+        for e in data.graph.executions_of(&node.instance).map(|e| &e.record) {
             let row = &mut rows[i];
             row.first_start = min_some(row.first_start, e.started);
             row.last_end = e
@@ -163,7 +163,7 @@ pub fn timeline_section(data: &RunData, graph: &RunGraph) -> Result<String, CliE
         .into_iter()
         .filter(|r| r.first_start.is_some())
         .collect();
-    let origin = data.run.started;
+    let origin = data.graph.run.started;
     let secs = |ms: i64| (ms - origin).max(0) as f64 / 1000.0;
     let timeline = Timeline {
         title: String::new(),
@@ -209,7 +209,7 @@ pub fn timeline_section(data: &RunData, graph: &RunGraph) -> Result<String, CliE
     Ok(format!(
         "<p class=\"note\">One bar per stage ({} executions: too many for a bar each); \
          every execution is in the instance table below.</p>\n<div class=\"scroll\" id=\"timeline-figure\">{}</div>\n{table}",
-        data.executions.len(),
+        data.graph.executions.len(),
         mapped_figure(&map, &links, "timeline")
     ))
 }

@@ -4,21 +4,21 @@
 //! back from the fingerprint JSON stored with the execution (a cache hit shows its
 //! source's). The fingerprint's input hashes are the execution's "read" list.
 
-use super::html::esc;
-use super::model::RunData;
+use super::html::{abbreviated, esc};
+use crate::commands::run_graph::ExecutionView;
 use histodiff_engine::fingerprint::canonical_json;
-use histodiff_engine::store::ExecutionRecord;
 use std::fmt::Write as _;
 
 /// The collapsible block for one execution.
-pub fn block(e: &ExecutionRecord) -> String {
+pub fn block(view: &ExecutionView) -> String {
+    let e = &view.record;
     let mut out = format!(
         "<details class=\"params\"><summary>parameters and key <code>{}</code></summary>\n\
          <table class=\"kv\"><tr><th>stage key</th><td><code>{}</code></td></tr>\n",
         esc(e.stage_key.short()),
         esc(&e.stage_key.0)
     );
-    let Some(fp) = RunData::fingerprint(e) else {
+    let Some(fp) = &view.fingerprint else {
         out.push_str("<tr><th>fingerprint</th><td>not recorded</td></tr></table></details>");
         return out;
     };
@@ -32,10 +32,9 @@ pub fn block(e: &ExecutionRecord) -> String {
     for (name, hash) in fp.externals.iter() {
         let _ = write!(
             out,
-            "<tr><th>external <code>{}</code></th><td><code title=\"{}\">{}</code></td></tr>",
+            "<tr><th>external <code>{}</code></th><td>{}</td></tr>",
             esc(name),
-            esc(&hash.0),
-            esc(hash.short())
+            abbreviated(&hash.0, hash.short())
         );
     }
     if let Some(command) = &fp.command {

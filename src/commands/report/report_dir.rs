@@ -33,19 +33,20 @@ pub struct ReportDir {
 
 /// The report directories of the run's report/table instances (their newest result).
 pub fn read_reports(store: &dyn Store, data: &RunData) -> Vec<ReportDir> {
-    data.latest_by_instance()
+    data.graph
+        .latest_by_instance()
         .into_values()
-        .filter(|e| e.kind == REPORT_KIND)
-        .filter(|e| matches!(e.status, ExecStatus::Succeeded | ExecStatus::Cached))
+        .filter(|e| e.record.kind == REPORT_KIND)
+        .filter(|e| matches!(e.record.status, ExecStatus::Succeeded | ExecStatus::Cached))
         .map(|e| {
             let mut dir = ReportDir {
-                instance: e.instance.clone(),
-                execution: e.id,
+                instance: e.record.instance.clone(),
+                execution: e.record.id,
                 rows: Vec::new(),
                 figures: Vec::new(),
                 problem: None,
             };
-            let output = data.edges.get(&e.id).and_then(|x| x.outputs.get("report"));
+            let output = e.outputs.get("report");
             match output {
                 None => dir.problem = Some("its `report` output is not recorded".into()),
                 Some(hash) => {

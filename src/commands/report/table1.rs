@@ -3,7 +3,7 @@
 //! setting (mean ± sample standard deviation over its seeds), each run of it linked to the
 //! section of the execution that evaluated it and to that execution's inputs.
 
-use super::dag::{inputs_of, instance_link, RunGraph};
+use super::dag::{instance_link, RunGraph};
 use super::html::{esc, exec_anchor, exec_link, instance_anchor};
 use super::model::RunData;
 use super::report_dir::ReportDir;
@@ -252,12 +252,14 @@ fn short_link(instance: &str) -> String {
 
 /// Links to the instances whose artifacts execution `id` read.
 fn upstream_of(id: ExecutionId, data: &RunData, graph: &RunGraph) -> Vec<String> {
-    let Some(e) = data.execution(id) else {
+    let Some(e) = data.graph.execution(id) else {
         return Vec::new();
     };
-    let mut names: Vec<&str> = inputs_of(data, e)
+    let mut names: Vec<&str> = e
+        .inputs
         .iter()
-        .filter_map(|(_, h)| graph.producer_of(h, e).map(|n| n.instance.as_str()))
+        .filter_map(|i| graph.producer_of(&i.artifact, &e.record))
+        .map(|n| n.instance.as_str())
         .collect();
     names.dedup();
     names.into_iter().map(short_link).collect()

@@ -26,7 +26,7 @@ pub fn section(data: &RunData, now_ms: i64) -> Result<String, CliError> {
     if order.is_empty() {
         return Ok("<p class=\"note\">This run has no executions.</p>".into());
     }
-    let origin = data.run.started;
+    let origin = data.graph.run.started;
     let bars = order
         .iter()
         .map(|e| {
@@ -65,8 +65,9 @@ pub fn section(data: &RunData, now_ms: i64) -> Result<String, CliError> {
 
 /// Executions by start time (then id).
 fn in_start_order(data: &RunData) -> Vec<&ExecutionRecord> {
-    let mut order: Vec<&ExecutionRecord> = data.executions.iter().collect();
-    order.sort_by_key(|e| (e.started.unwrap_or(data.run.started), e.id.0));
+    let mut order: Vec<&ExecutionRecord> =
+        data.graph.executions.iter().map(|e| &e.record).collect();
+    order.sort_by_key(|e| (e.started.unwrap_or(data.graph.run.started), e.id.0));
     order
 }
 
@@ -104,7 +105,7 @@ fn table(data: &RunData, order: &[&ExecutionRecord], now_ms: i64) -> String {
             super::dag::instance_link(&e.instance),
             badge(state_of(e.status)),
             e.started.map(utc).unwrap_or_default(),
-            duration((start - data.run.started).max(0)),
+            duration((start - data.graph.run.started).max(0)),
             if cached { "cached".into() } else { duration(end - start) },
             esc(&worker),
             esc(e.device.as_deref().unwrap_or("—")),

@@ -16,7 +16,7 @@ pub fn explain(data: &RunData, e: &ExecutionRecord) -> String {
     let earlier = data.earlier(e);
     if e.status == ExecStatus::Cached {
         let source = match e.cached_from {
-            Some(src) if data.execution(src).is_some() => {
+            Some(src) if data.graph.execution(src).is_some() => {
                 format!(", that of execution {}", exec_link(src, &format!("#{src}")))
             }
             Some(src) => format!(", that of execution #{src} of another run"),

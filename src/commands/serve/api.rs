@@ -5,6 +5,7 @@
 use super::error::{ApiError, ApiResult};
 use super::lineage::{self, InputView};
 use super::AppState;
+use crate::commands::run_graph::source_of;
 use axum::extract::{Path, State};
 use axum::Json;
 use histodiff_engine::hash::ArtifactHash;
@@ -305,7 +306,7 @@ pub async fn execution(
 ) -> ApiResult<Json<ExecutionDetail>> {
     let store = app.store.as_ref();
     let record = find_execution(store, &id).await?;
-    let source = record.cached_from.unwrap_or(record.id);
+    let source = source_of(&record);
     let edges = store
         .execution_edges(source)
         .await

@@ -5,6 +5,7 @@
 use super::api::find_execution;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
+use crate::commands::run_graph::source_of;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -30,7 +31,7 @@ pub async fn curve(
 ) -> ApiResult<Response> {
     let store = app.store.as_ref();
     let execution = find_execution(store, &id).await?;
-    let source = execution.cached_from.unwrap_or(execution.id);
+    let source = source_of(&execution);
     let metrics = store.metrics(source).await.map_err(ApiError::store)?;
     let stepped: Vec<(String, u64, f64)> = metrics
         .into_iter()

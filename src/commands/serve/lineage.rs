@@ -9,9 +9,10 @@ use super::api::ExecutionView;
 use super::artifacts::{preview, resolve, Preview};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
+use crate::commands::run_graph::fingerprint_inputs;
 use axum::extract::{Path, State};
 use axum::Json;
-use histodiff_engine::fingerprint::{Fingerprint, SlotHashes};
+use histodiff_engine::fingerprint::Fingerprint;
 use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::protocol::ArtifactKind;
 use histodiff_engine::store::{ExecutionId, ExecutionRecord, InputEdge, Store};
@@ -46,28 +47,12 @@ fn read_edges(record: &ExecutionRecord, recorded: Vec<InputEdge>) -> Vec<InputEd
     if !recorded.is_empty() {
         return recorded;
     }
-    let parsed = record
+    record
         .fingerprint
         .as_deref()
-        .and_then(|json| Fingerprint::from_json(json).ok());
-    let Some(fingerprint) = parsed else {
-        return Vec::new();
-    };
-    let mut edges = Vec::new();
-    for (slot, hashes) in fingerprint.inputs {
-        let hashes = match hashes {
-            SlotHashes::One(h) => vec![h],
-            SlotHashes::Many(hs) => hs,
-        };
-        for (position, artifact) in hashes.into_iter().enumerate() {
-            edges.push(InputEdge {
-                slot: slot.clone(),
-                position: position as u32,
-                artifact,
-            });
-        }
-    }
-    edges
+        .and_then(|json| Fingerprint::from_json(json).ok())
+        .map(|fingerprint| fingerprint_inputs(&fingerprint))
+        .unwrap_or_default()
 }
 
 /// The inputs of an execution as links (at most [`NAMED_INPUTS`]), and how many more.
