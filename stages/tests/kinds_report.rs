@@ -1,9 +1,12 @@
 //! `report/table` on evaluation and FID files: rows named from matrix coordinates,
-//! paper numbers alongside, FID joined by coordinates, lineage, CSV, sample grids.
+//! paper numbers alongside, FID joined by coordinates, lineage, CSV, and the labelled
+//! figures (PNG and SVG): sample grids, Fig. 3, loss curves, metrics against the ratio.
 
 mod common;
+mod figure_checks;
 
 use common::{run_stage, temp_dir};
+use figure_checks::{assert_svg_says, embedded_tiles, png, svg_texts};
 use histodiff_engine::hash::ArtifactHash;
 use histodiff_engine::protocol::InputArtifact;
 use histodiff_stages::artifact::ImageSetWriter;
@@ -172,12 +175,48 @@ fn report_rows_join_fid_and_paper_numbers() {
             .starts_with("full,centroid,2,selective 200 %,12.500"),
         "{csv}"
     );
-    let grid = image::open(
+    // The sample grid: rows named by class, 8 columns of 8 px images 2 px apart.
+    let grid = |ext: &str| {
         ran.out("report")
-            .join("grid-select_method_centroid_ratio_2.0_.png"),
-    )
-    .unwrap();
-    assert_eq!((grid.width(), grid.height()), (2 + 8 * 10, 2 + 2 * 10));
+            .join(format!("grid-select_method_centroid_ratio_2.0_.{ext}"))
+    };
+    let tiles = embedded_tiles(&grid("svg"));
+    assert_eq!(tiles.dimensions(), (2 + 8 * 10, 2 + 2 * 10));
+    assert_eq!(
+        tiles.get_pixel(2 + 10 + 3, 2 + 10 + 3).0,
+        [180; 3],
+        "B's second image (k = 3)"
+    );
+    assert_svg_says(
+        &grid("svg"),
+        &["Samples of select[method=centroid,ratio=2.0]", "A", "B"],
+    );
+    let picture = png(&grid("png"));
+    assert!(picture.width() > tiles.width() && picture.height() > tiles.height());
+    assert!(
+        md.contains("![Samples of select[method=centroid,ratio=2.0]](grid-select_method_centroid_ratio_2.0_.png)"),
+        "{md}"
+    );
+    // Accuracy, F1 and (one FID measured) FID against the ratio.
+    let out = ran.out("report");
+    for (stem, axis) in [
+        ("table1-accuracy", "accuracy (test set)"),
+        ("table1-f1", "F1 (support-weighted, test set)"),
+        ("fid", "FID against the real images (lower is better)"),
+    ] {
+        assert_eq!(
+            png(&out.join(format!("{stem}.png"))).dimensions(),
+            (800, 450)
+        );
+        let legend: &[&str] = if stem == "fid" {
+            &["HistoDiffusion selective"]
+        } else {
+            &["HistoDiffusion selective", "baseline (real images only)"]
+        };
+        assert_svg_says(&out.join(format!("{stem}.svg")), &[axis]);
+        assert_svg_says(&out.join(format!("{stem}.svg")), legend);
+        assert!(md.contains(&format!("]({stem}.png)")), "{stem}:\n{md}");
+    }
 }
 
 #[test]
@@ -289,15 +328,29 @@ fn loss_curves_are_plotted_with_a_legend() {
     ran.result.as_ref().unwrap();
     let md = std::fs::read_to_string(ran.out("report").join("table.md")).unwrap();
     assert!(
-        md.contains("| blue | baseline | 20 | 0.0500 |")
-            && md.contains("| orange | augmented | 20 | 0.1000 |"),
+        md.contains("| baseline | 20 | 0.0500 |")
+            && md.contains("| augmented | 20 | 0.1000 |")
+            && md.contains("![Training loss](loss.png)"),
         "{md}"
     );
-    let png = image::open(ran.out("report").join("loss.png"))
-        .unwrap()
-        .to_rgb8();
+    let loss = ran.out("report").join("loss.png");
+    let picture = png(&loss);
+    assert_eq!(picture.dimensions(), (800, 450));
+    // Both lines are drawn, in the first two series colours.
     assert!(
-        png.pixels().any(|p| p.0 == [31, 119, 180]) && png.pixels().any(|p| p.0 == [255, 127, 14])
+        picture.pixels().any(|p| p.0 == [31, 119, 180])
+            && picture.pixels().any(|p| p.0 == [255, 127, 14])
+    );
+    assert_svg_says(
+        &loss.with_extension("svg"),
+        &[
+            "Training loss",
+            "optimiser step",
+            "training loss (cross-entropy)",
+            "baseline",
+            "augmented",
+            "20",
+        ],
     );
     let csv = std::fs::read_to_string(ran.out("report").join("curves.csv")).unwrap();
     assert_eq!(csv.lines().count(), 41);
@@ -907,17 +960,19 @@ fn two_generators_join_their_own_fids_and_paper_rows() {
     ] {
         assert!(section.contains(expected), "{expected}:\n{section}");
     }
-    // Fig. 3: three blocks of 3 rows of 8 px images, 2 classes; legend in table.md.
-    let fig = image::open(out.join("fig3.png")).unwrap().to_rgb8();
-    assert_eq!(
-        (fig.width(), fig.height()),
-        (4 + 2 + 2 * 10, 2 + 3 * 30 + 2 * 8)
+    // Fig. 3: three blocks of 3 rows of 8 px images, 2 classes, each named in the figure.
+    let tiles = embedded_tiles(&out.join("fig3.svg"));
+    assert_eq!(tiles.dimensions(), (2 + 2 * 10, 2 + 3 * 30 + 2 * 8));
+    assert_svg_says(
+        &out.join("fig3.svg"),
+        &["Real", "HistoDiffusion", "StyleGAN2", "A", "B"],
     );
+    png(&out.join("fig3.png"));
     for expected in [
         "![Fig. 3](fig3.png)",
-        "| blue | Real | fewshot | 3 |",
-        "| orange | HistoDiffusion | pool | 3 |",
-        "| green | StyleGAN2 | gan_pool | 3 |",
+        "| Real | fewshot | 3 |",
+        "| HistoDiffusion | pool | 3 |",
+        "| StyleGAN2 | gan_pool | 3 |",
         "Columns, left to right: A, B.",
     ] {
         assert!(md.contains(expected), "{expected}:\n{md}");
@@ -1066,27 +1121,36 @@ fn fig3_draws_pools_side_by_side_by_class() {
     );
     ran.result.as_ref().unwrap();
     let out = ran.out("report");
-    let fig = image::open(out.join("fig3.png")).unwrap().to_rgb8();
-    // stripe 4 + pad 2 + 3 classes × 10; 2 + 3 blocks × 3 rows × 10 + 2 gaps × 8.
+    // The tiles (the SVG embeds them unscaled): pad 2 + 3 classes × 10;
+    // 2 + 3 blocks × 3 rows × 10 + 2 gaps × 8.
+    let fig = embedded_tiles(&out.join("fig3.svg"));
     assert_eq!(
         (fig.width(), fig.height()),
-        (4 + 2 + 3 * 10, 2 + 3 * 30 + 2 * 8)
+        (2 + 3 * 10, 2 + 3 * 30 + 2 * 8)
     );
     let block_top = |k: u32| 2 + k * (30 + 8);
     let at = |k: u32, row: u32, class: u32| {
-        fig.get_pixel(6 + class * 10 + 3, block_top(k) + row * 10 + 3)
+        fig.get_pixel(2 + class * 10 + 3, block_top(k) + row * 10 + 3)
             .0
     };
-    assert_eq!(
-        fig.get_pixel(0, block_top(0)).0,
-        [31, 119, 180],
-        "blue stripe"
+    // Blocks named on the left, classes on top, top to bottom and left to right.
+    let texts = svg_texts(&out.join("fig3.svg"));
+    let position = |t: &str| {
+        texts
+            .iter()
+            .position(|x| x == t)
+            .unwrap_or_else(|| panic!("{t}: {texts:?}"))
+    };
+    assert!(
+        position("Real") < position("HistoDiffusion")
+            && position("HistoDiffusion") < position("StyleGAN2")
     );
-    assert_eq!(
-        fig.get_pixel(0, block_top(2) + 25).0,
-        [44, 160, 44],
-        "green stripe"
-    );
+    assert!(position("A") < position("B") && position("B") < position("C"));
+    // The PNG has the same tiles, scaled up: every tile grey is in it.
+    let picture = png(&out.join("fig3.png"));
+    for grey in [100, 240, 80, 24] {
+        assert!(picture.pixels().any(|p| p.0 == [grey; 3]), "grey {grey}");
+    }
     assert_eq!(at(0, 1, 1), [100; 3], "real B");
     assert_eq!(
         at(0, 2, 1),
@@ -1098,8 +1162,8 @@ fn fig3_draws_pools_side_by_side_by_class() {
     assert_eq!(at(2, 0, 2), [80; 3], "StyleGAN2 C, resized from 16 px");
     assert_eq!(at(2, 2, 1), [24; 3], "StyleGAN2 B");
     let md = std::fs::read_to_string(out.join("table.md")).unwrap();
-    assert!(md.contains("| blue | Real | fewshot | 2/2/2 |"), "{md}");
-    assert!(md.contains("| green | StyleGAN2 | gan_pool | 3 |"), "{md}");
+    assert!(md.contains("| Real | fewshot | 2/2/2 |"), "{md}");
+    assert!(md.contains("| StyleGAN2 | gan_pool | 3 |"), "{md}");
     assert!(md.contains("Columns, left to right: A, B, C."), "{md}");
 
     let bad = run(

@@ -268,7 +268,7 @@ pub fn markdown(title: &str, rows: &[Row], paper: PaperColumns) -> String {
 
 /// How a series of rows is named in "FID against ratio": its generator, and the variant
 /// for an ablation.
-fn series_name(variant: &str) -> String {
+pub fn series_name(variant: &str) -> String {
     match variant {
         FULL_VARIANT => "HistoDiffusion".into(),
         STYLEGAN2 => variant_name(variant).into(),
