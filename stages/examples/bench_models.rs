@@ -23,12 +23,13 @@ use histodiff_stages::diffusion::{
     SeededNoise,
 };
 use histodiff_stages::kinds::stylegan2_train::{GanState, Params as GanParams};
-use histodiff_stages::kinds::train_common::ScheduleParams;
+use histodiff_stages::kinds::train_common::{ScheduleParams, TrainingParams};
 use histodiff_stages::models::autoencoder::{AutoencoderConfig, AutoencoderKL};
 use histodiff_stages::models::inception::{FidInceptionV3, InceptionConfig};
 use histodiff_stages::models::stylegan2::Stylegan2Config;
 use histodiff_stages::models::unet::{presets, EncoderUNetModel, UNetConfig, UNetModel};
 use histodiff_stages::models::vit::{VisionTransformer, VitConfig};
+use histodiff_stages::presets::Preset;
 use histodiff_stages::train::autocast::{self, AutocastGuard, LossScaler, Precision};
 use histodiff_stages::train::memory_format;
 use histodiff_stages::train::optim::{Adam, AdamConfig};
@@ -389,16 +390,19 @@ fn inception_pool3(ctx: &Ctx, batch: i64) -> f64 {
 /// G_ema update; tiny network at 32², 9 classes, f32 (the official FP16 is not ported).
 fn stylegan2_train_step(ctx: &Ctx, batch: i64) -> f64 {
     let params = GanParams {
-        preset: "tiny".into(),
-        batch_size: batch,
-        lr: 0.0025,
+        training: TrainingParams {
+            preset: Preset::Tiny,
+            batch_size: batch as usize,
+            lr: 0.0025,
+        },
         r1_gamma: 0.0128,
         pl_weight: 2.0,
         style_mixing_prob: 0.9,
         mbstd_group_size: 4,
         ema_kimg: 10.0,
         ema_rampup: 0.0,
-        schedule: ScheduleParams {
+        run: ScheduleParams {
+            precision: None,
             steps: 1,
             epochs: 1,
             seed: 0,

@@ -9,6 +9,7 @@ pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod plugin;
+pub mod presets;
 pub mod report;
 pub mod train;
 pub mod weights;

@@ -11,8 +11,8 @@ mod common;
 
 use common::{run_stage, run_with_options, temp_dir, Options};
 use histodiff_engine::stage::StageError;
+use histodiff_stages::artifact::classifier::TRAINING_FILE;
 use histodiff_stages::artifact::ImageSet;
-use histodiff_stages::kinds::train_classifier::TRAINING_FILE;
 use histodiff_stages::kinds::{
     demo::Demo, image_folder::ImageFolder, select::Select, subset::Subset,
     train_classifier::TrainClassifier,

@@ -7,18 +7,15 @@ mod common;
 
 use common::{run_stage, Ran};
 use histodiff_engine::protocol::Event;
+use histodiff_stages::artifact::unet::read_scale_factor;
 use histodiff_stages::artifact::ImageSetWriter;
-use histodiff_stages::kinds::classifier;
-use histodiff_stages::kinds::train_diffusion::load_autoencoder;
-use histodiff_stages::kinds::train_image_classifier::build_image_classifier;
-use histodiff_stages::kinds::train_latent_classifier::{
-    build_latent_classifier, read_scale_factor,
-};
+use histodiff_stages::artifact::{autoencoder, classifier, unet_classifier};
 use histodiff_stages::kinds::weights_import::WeightsImport;
 use histodiff_stages::models::autoencoder::AutoencoderKL;
 use histodiff_stages::models::unet::presets::tiny_unet;
 use histodiff_stages::models::unet::UNetModel;
 use histodiff_stages::models::vit::{VisionTransformer, VitConfig};
+use histodiff_stages::presets::Preset;
 use histodiff_stages::train::named::restore_into;
 use histodiff_stages::weights;
 use serde_json::{json, Value};
@@ -36,9 +33,7 @@ fn classes() -> Vec<String> {
 
 fn tiny_ae() -> VarStore {
     let vs = VarStore::new(Device::Cpu);
-    let config = histodiff_stages::train::autoencoder::preset("tiny")
-        .unwrap()
-        .0;
+    let config = Preset::Tiny.autoencoder().unwrap().0;
     AutoencoderKL::new(&vs.root(), config).unwrap();
     vs
 }
@@ -51,18 +46,21 @@ fn tiny_unet_store() -> VarStore {
 
 fn tiny_image_classifier() -> VarStore {
     let vs = VarStore::new(Device::Cpu);
-    build_image_classifier(&vs, "tiny", CLASSES.len() as i64, IMAGE_SIZE as usize).unwrap();
+    let config = Preset::Tiny
+        .unet_classifier(CLASSES.len() as i64, IMAGE_SIZE)
+        .unwrap();
+    unet_classifier::build(&vs, &config).unwrap();
     vs
 }
 
 /// ϕ as sample builds it for IMAGE_SIZE images.
 fn tiny_latent_classifier() -> VarStore {
     let vs = VarStore::new(Device::Cpu);
-    let factor = histodiff_stages::train::autoencoder::preset("tiny")
-        .unwrap()
-        .0
-        .downsampling_factor();
-    build_latent_classifier(&vs, "tiny", CLASSES.len() as i64, IMAGE_SIZE / factor).unwrap();
+    let factor = Preset::Tiny.autoencoder().unwrap().0.downsampling_factor();
+    let config = Preset::Tiny
+        .unet_classifier(CLASSES.len() as i64, IMAGE_SIZE / factor)
+        .unwrap();
+    unet_classifier::build(&vs, &config).unwrap();
     vs
 }
 
@@ -127,7 +125,7 @@ fn autoencoder_loads_as_train_autoencoder_output() {
     );
     ran.result.as_ref().unwrap();
     // The loader of train-diffusion, train-latent-classifier and sample.
-    let (vs, _ae) = load_autoencoder(Device::Cpu, "tiny", &ran.out("weights")).unwrap();
+    let (vs, _ae) = autoencoder::load(&ran.out("weights"), Preset::Tiny, Device::Cpu).unwrap();
     assert_same(&source, &vs);
 }
 

@@ -356,7 +356,7 @@ fn one_training_step_with_both_lazy_regularisers_matches_the_official_loop() {
 fn a_converted_official_snapshot_loads_and_generates_the_official_images() {
     let fx = read_fixture(FILE);
     let path = parity_official_common::fixture_path("stylegan2_converted.safetensors");
-    let (_vs, g) = histodiff_stages::kinds::stylegan2_sample::load_generator(&path, Device::Cpu)
+    let (_vs, g) = histodiff_stages::artifact::generator::load(&path, Device::Cpu)
         .expect("a converted snapshot is a generator artifact");
     assert_eq!(g.config(), &config());
     let trunc = Truncation {

@@ -1,12 +1,16 @@
-//! The trained-classifier artifact shared by `histodiffusion/train-classifier`,
-//! `histodiffusion/select` (centroid features) and anything that predicts with it:
-//! a directory with `model.safetensors` (ViT weights under timm/DINO names) and
-//! `classifier.json` (architecture, classes, input size and normalisation). Also the
-//! input pipeline: uint8 NCHW images → float, resized to the model's size, normalised.
+//! The downstream classifier artifact (`histodiffusion/train-classifier`'s `model`, or a
+//! ViT made by `weights/import`), read by `histodiffusion/select` (centroid features) and
+//! anything that predicts with it: a directory with `model.safetensors` (ViT weights
+//! under timm/DINO names), `classifier.json` (architecture, classes, input size),
+//! `history.csv` (the loss per step) and `training.json` (how it was trained and which
+//! epoch was kept). Also the input pipeline: uint8 NCHW images → float, resized to the
+//! model's size, normalised.
 
-use super::schema::invalid;
-use crate::artifact::ImageSet;
+use super::{invalid, ImageSet};
+use crate::data::selection::l2_normalise;
 use crate::models::vit::{VisionTransformer, VitConfig};
+use crate::presets::Preset;
+use crate::train::driver::HISTORY_HEADER;
 use histodiff_engine::stage::StageError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -14,6 +18,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "classifier.json";
+/// The loss per step (a header only when nothing was trained).
+pub const HISTORY_FILE: &str = "history.csv";
+/// How the model was trained (or where it was imported from) and which epoch it is.
+pub const TRAINING_FILE: &str = "training.json";
 /// ImageNet statistics, as the official eval transforms (SPEC §8.2).
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const STD: [f64; 3] = [0.229, 0.224, 0.225];
@@ -120,24 +128,53 @@ pub fn save(dir: &Path, config: &ClassifierConfig, vs: &nn::VarStore) -> Result<
         .map_err(|e| StageError::Invalid(format!("{}: {e}", dir.display())))
 }
 
-/// Consecutive ranges of at most `batch` items covering `0..n`.
-pub fn batches(n: usize, batch: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let batch = batch.max(1);
-    (0..n).step_by(batch).map(move |s| s..(s + batch).min(n))
+/// Writes a classifier that was not trained here (`weights/import`): its weights and
+/// config, an empty loss history and a training record naming the file it came from.
+pub fn save_imported(
+    dir: &Path,
+    config: &ClassifierConfig,
+    vs: &nn::VarStore,
+    source: &str,
+    preset: Preset,
+) -> Result<(), StageError> {
+    save(dir, config, vs)?;
+    let record = serde_json::json!({
+        "format": "histodiff/classifier-training",
+        "imported": source,
+        "preset": preset,
+        "chosen": serde_json::Value::Null,
+    });
+    let text = serde_json::to_string_pretty(&record).map_err(StageError::other)?;
+    write_file(&dir.join(HISTORY_FILE), HISTORY_HEADER)?;
+    write_file(&dir.join(TRAINING_FILE), &text)
 }
 
-/// Calls `f` on every chunk of at most `batch` images of `set` (uint8 NCHW, CPU), one
-/// shard in memory at a time, so memory does not grow with the set.
-pub fn for_each_chunk(
-    set: &ImageSet,
-    batch: usize,
-    mut f: impl FnMut(&Tensor) -> Result<(), StageError>,
-) -> Result<(), StageError> {
-    for shard in 0..set.manifest().shards.len() {
-        let images = set.read_shard(shard)?.to_tensor();
-        for range in batches(images.size()[0] as usize, batch) {
-            f(&images.narrow(0, range.start as i64, range.len() as i64))?;
-        }
+/// Writes one file of the artifact.
+pub fn write_file(path: &Path, text: &str) -> Result<(), StageError> {
+    std::fs::write(path, text).map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))
+}
+
+impl LoadedClassifier {
+    /// The CLS token after the final LayerNorm of every image of `set`, L2-normalised:
+    /// the features of selective augmentation (SPEC §7.2).
+    pub fn normalised_features(&self, set: &ImageSet) -> Result<Vec<Vec<f32>>, StageError> {
+        let device = self.vs.device();
+        let _guard = tch::no_grad_guard();
+        let mut out = Vec::with_capacity(set.len());
+        set.for_each_chunk(64, |images| {
+            let x = model_input(images, self.config.image_size, device);
+            let f = self
+                .model
+                .features_t(&x, false)
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float);
+            let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&f).map_err(StageError::other)?;
+            out.extend(rows.into_iter().map(|mut r| {
+                l2_normalise(&mut r);
+                r
+            }));
+            Ok::<(), StageError>(())
+        })?;
+        Ok(out)
     }
-    Ok(())
 }

@@ -1,9 +1,8 @@
-//! Shared by the file-reading data kinds: decode a list of found image files (in parallel,
-//! `job.threads` workers, order kept), resize them, stream them into an image set and
-//! report progress.
+//! An image set from image files, for the file-reading data kinds: decode a list of found
+//! files (in parallel, `job.threads` workers, order kept), resize them, stream them into
+//! the set and report progress.
 
-use super::schema::invalid;
-use crate::artifact::{ImageSetWriter, Manifest, DEFAULT_SHARD_SIZE};
+use super::{invalid, ImageSetWriter, Manifest, DEFAULT_SHARD_SIZE};
 use crate::data::folder::FoundImage;
 use crate::data::image_file::load_square;
 use histodiff_engine::stage::{StageContext, StageError};

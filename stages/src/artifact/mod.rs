@@ -1,5 +1,11 @@
-//! The tensor-artifact format for image sets, shared by every data kind and every kind
-//! that reads or writes images.
+//! The artifacts kinds exchange, each read and written by one module: image sets here
+//! (below); the autoencoder, the diffusion UNet, the guidance classifiers ϕ and φ, the
+//! downstream ViT classifier and the StyleGAN2 generator in the submodules. A kind that
+//! consumes another kind's output reads it with the module of its type, never with the
+//! producing kind's code.
+//!
+//! The image-set format is shared by every data kind and every kind that reads or writes
+//! images.
 //!
 //! An image set is a directory:
 //! - `manifest.json`: format tag and version, layout, image size, count, class names in
@@ -15,15 +21,38 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub mod autoencoder;
+pub mod classifier;
+pub mod generator;
+pub mod ingest;
 pub mod pixels;
 pub mod pool;
 mod random_access;
 mod reader;
+pub mod unet;
+pub mod unet_classifier;
 mod writer;
 
 pub use random_access::{ImageLocation, RandomAccess, RandomAccessError};
 pub use reader::ImageSet;
 pub use writer::{write_shard, ImageSetWriter};
+
+/// A data or weights error as the stage error that carries its message (which names the
+/// file and the place).
+pub fn invalid(e: impl std::fmt::Display) -> histodiff_engine::stage::StageError {
+    histodiff_engine::stage::StageError::Invalid(e.to_string())
+}
+
+/// Loads the weights file `path` into `vs` strictly (every tensor name and shape) and
+/// freezes it: a model read to be used, not trained.
+fn load_frozen(
+    mut vs: tch::nn::VarStore,
+    path: &Path,
+) -> Result<tch::nn::VarStore, histodiff_engine::stage::StageError> {
+    crate::weights::load_strict(&mut vs, path, |_| false).map_err(invalid)?;
+    vs.freeze();
+    Ok(vs)
+}
 
 /// Tag written into every manifest.
 pub const FORMAT: &str = "histodiff/images";

@@ -152,4 +152,26 @@ impl ImageSet {
         }
         Ok(())
     }
+
+    /// Calls `f` on every chunk of at most `batch` images (uint8 NCHW on the CPU), one
+    /// shard in memory at a time, so memory does not grow with the set.
+    pub fn for_each_chunk<E: From<ArtifactError>>(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(&tch::Tensor) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for shard in 0..self.manifest.shards.len() {
+            let images = self.read_shard(shard)?.to_tensor();
+            for range in batches(images.size()[0] as usize, batch) {
+                f(&images.narrow(0, range.start as i64, range.len() as i64))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Consecutive ranges of at most `batch` items covering `0..n`.
+fn batches(n: usize, batch: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let batch = batch.max(1);
+    (0..n).step_by(batch).map(move |s| s..(s + batch).min(n))
 }

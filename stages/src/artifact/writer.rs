@@ -2,8 +2,8 @@
 //! safetensors file; `finish` writes the last shard and `manifest.json`.
 
 use super::{
-    hwc_to_chw, ArtifactError, ImageBatch, Item, Manifest, ShardEntry, FORMAT, FORMAT_VERSION,
-    MANIFEST_FILE,
+    hwc_to_chw, ArtifactError, ImageBatch, Item, Manifest, ShardEntry, DEFAULT_SHARD_SIZE, FORMAT,
+    FORMAT_VERSION, MANIFEST_FILE,
 };
 use safetensors::tensor::{Dtype, TensorView};
 use std::io::Write;
@@ -25,6 +25,17 @@ pub struct ImageSetWriter {
 }
 
 impl ImageSetWriter {
+    /// A writer into `dir` for a set with the classes and image size of `like` (a part of
+    /// it), in shards of the default size.
+    pub fn like(dir: &Path, like: &Manifest) -> Result<Self, ArtifactError> {
+        Self::create(
+            dir,
+            like.classes.clone(),
+            like.image_size,
+            DEFAULT_SHARD_SIZE,
+        )
+    }
+
     /// Creates `dir` (which must not hold a manifest yet). `classes` empty ⇒ unlabeled.
     pub fn create(
         dir: &Path,

@@ -2,69 +2,45 @@
 //! files in class folders, to feed `data/image-folder` through its `folder` input, so
 //! the quickstart exercises the real decoders on real files.
 
-use super::schema::{int, invalid, list, param, string_list, usize_param};
+use super::declare::kind;
+use super::invalid;
+use super::params::{default, range};
 use crate::data::demo::{write_image_folder, CRC_CLASSES};
-use histodiff_engine::registry::{KindSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{StageContext, StageError};
 
-pub struct Demo;
-
-impl Stage for Demo {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "data/demo".into(),
-            version: 1,
-            params: vec![
-                param(
-                    "classes",
-                    list(ParamType::String),
-                    Some(CRC_CLASSES.to_vec().into()),
-                    "tissue classes to draw (names of NCT-CRC-HE-100K)",
-                ),
-                param(
-                    "per_class",
-                    int(Some(1), Some(100_000)),
-                    Some(50.into()),
-                    "images per class",
-                ),
-                param(
-                    "image_size",
-                    int(Some(8), Some(1024)),
-                    Some(64.into()),
-                    "side of the square PNG images",
-                ),
-                param(
-                    "seed",
-                    int(Some(0), None),
-                    Some(0.into()),
-                    "seed; every image is a function of (seed, class, index)",
-                ),
-            ],
-            inputs: vec![],
-            outputs: vec!["folder".into()],
-            resumable: false,
-            doc: "procedural tissue-like demo images for the 9 CRC classes, as PNG class folders"
-                .into(),
-        }
+kind! {
+    /// procedural tissue-like demo images for the 9 CRC classes, as PNG class folders
+    Demo("data/demo", version: 1) -> [folder] {
+        /// tissue classes to draw (names of NCT-CRC-HE-100K)
+        classes: Vec<String> = default(CRC_CLASSES),
+        /// images per class
+        per_class: usize = range(1..=100_000).default(50),
+        /// side of the square PNG images
+        image_size: u32 = range(8..=1024).default(64),
+        /// seed; every image is a function of (seed, class, index)
+        seed: u64 = range(0..).default(0),
     }
+}
 
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let classes = string_list(ctx, "classes")?
-            .unwrap_or_else(|| CRC_CLASSES.iter().map(|c| c.to_string()).collect());
-        let per_class = usize_param(ctx, "per_class")?;
-        let size = usize_param(ctx, "image_size")? as u32;
-        let seed = ctx.param_i64("seed")? as u64;
-        let root = ctx.output_path("folder");
-        let written = write_image_folder(&root, &classes, per_class, size, seed, |done, total| {
-            if done % per_class.max(1) == 0 {
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let root = ctx.output_path("folder");
+    let per_class = p.per_class;
+    let written = write_image_folder(
+        &root,
+        &p.classes,
+        per_class,
+        p.image_size,
+        p.seed,
+        |done, total| {
+            if done % per_class == 0 {
                 ctx.progress(done as u64, total as u64, None);
             }
-        })
-        .map_err(invalid)?;
-        ctx.log(format!(
-            "{written} demo images written to {}",
-            root.display()
-        ));
-        Ok(())
-    }
+        },
+    )
+    .map_err(invalid)?;
+    ctx.log(format!(
+        "{written} demo images written to {}",
+        root.display()
+    ));
+    Ok(())
 }

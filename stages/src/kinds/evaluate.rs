@@ -5,81 +5,63 @@
 //! the report it is: the model `variant` (a parameter) and, when the `selection` input is
 //! wired to the select instance the classifier was trained on, what that selection did.
 
-use super::schema::{invalid, param, slot};
+use super::declare::kind;
+use super::invalid;
+use super::params::default;
 use crate::metrics::classification::{ConfusionMatrix, MetricsError};
 use crate::report::results::{
     read, write, Evaluation, Predictions, SelectionSummary, EVALUATION_FORMAT, FULL_VARIANT,
     PREDICTIONS_FORMAT, SELECTION_FORMAT,
 };
-use histodiff_engine::registry::{KindSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{StageContext, StageError};
 
-pub struct Evaluate;
-
-impl Stage for Evaluate {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "histodiffusion/evaluate".into(),
-            version: 2,
-            params: vec![param(
-                "variant",
-                ParamType::String,
-                Some(FULL_VARIANT.into()),
-                "model variant of this row: full, or the ablations no-finetune and no-pretrain (the report prints the paper's numbers for these three)",
-            )],
-            inputs: vec![
-                slot(
-                    "predictions",
-                    true,
-                    false,
-                    "test-set predictions of a trained classifier (train-classifier's `predictions`)",
-                ),
-                slot(
-                    "selection",
-                    false,
-                    false,
-                    "the `selection` output of the select instance the classifier's synthetic images came from (for the report's `filled` column)",
-                ),
-            ],
-            outputs: vec!["evaluation".into()],
-            resumable: false,
-            doc: "accuracy, F1, sensitivity, specificity and confusion matrix on the test set"
-                .into(),
-        }
+kind! {
+    /// accuracy, F1, sensitivity, specificity and confusion matrix on the test set
+    Evaluate("histodiffusion/evaluate", version: 2) -> [evaluation] {
+        /// model variant of this row: full, or the ablations no-finetune and no-pretrain (the
+        /// report prints the paper's numbers for these three)
+        variant: String = default(FULL_VARIANT),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let input = ctx.input("predictions")?;
-        let path = if input.path.is_dir() {
-            input.path.join("predictions.json")
-        } else {
-            input.path.clone()
-        };
-        let predictions: Predictions = read(&path, PREDICTIONS_FORMAT).map_err(invalid)?;
-        let mut evaluation = evaluate(&predictions)
-            .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
-        evaluation.variant = variant(ctx)?;
-        evaluation.selection = selection(ctx, &predictions)?;
-        for (name, value) in [
-            ("accuracy", evaluation.accuracy),
-            ("f1_weighted", evaluation.weighted.f1),
-            ("sensitivity_weighted", evaluation.weighted.recall),
-            ("specificity_weighted", evaluation.weighted.specificity),
-            ("f1_macro", evaluation.macro_avg.f1),
-        ] {
-            ctx.metric(name, None, value);
-        }
-        ctx.log(format!(
-            "accuracy {:.4} on {} test images",
-            evaluation.accuracy, evaluation.n_test
-        ));
-        write(&ctx.output_path("evaluation"), &evaluation).map_err(invalid)?;
-        Ok(())
+    inputs {
+        /// test-set predictions of a trained classifier (train-classifier's `predictions`)
+        predictions: One,
+        /// the `selection` output of the select instance the classifier's synthetic images
+        /// came from (for the report's `filled` column)
+        selection: Optional,
     }
 }
 
-fn variant(ctx: &StageContext) -> Result<String, StageError> {
-    let variant = ctx.param_str("variant")?.trim();
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let input = ctx.input("predictions")?;
+    let path = if input.path.is_dir() {
+        input.path.join("predictions.json")
+    } else {
+        input.path.clone()
+    };
+    let predictions: Predictions = read(&path, PREDICTIONS_FORMAT).map_err(invalid)?;
+    let mut evaluation = evaluate(&predictions)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
+    evaluation.variant = variant(&p.variant)?;
+    evaluation.selection = selection(ctx, &predictions)?;
+    for (name, value) in [
+        ("accuracy", evaluation.accuracy),
+        ("f1_weighted", evaluation.weighted.f1),
+        ("sensitivity_weighted", evaluation.weighted.recall),
+        ("specificity_weighted", evaluation.weighted.specificity),
+        ("f1_macro", evaluation.macro_avg.f1),
+    ] {
+        ctx.metric(name, None, value);
+    }
+    ctx.log(format!(
+        "accuracy {:.4} on {} test images",
+        evaluation.accuracy, evaluation.n_test
+    ));
+    write(&ctx.output_path("evaluation"), &evaluation).map_err(invalid)?;
+    Ok(())
+}
+
+fn variant(given: &str) -> Result<String, StageError> {
+    let variant = given.trim();
     if variant.is_empty() {
         return Err(StageError::Invalid(
             "histodiffusion/evaluate: param `variant` is empty; use full, no-finetune, no-pretrain or a name of your own".into(),

@@ -1,18 +1,20 @@
-//! Every stage kind this crate implements, for the worker and the CLI's registry.
+//! Every stage kind this crate implements, for the worker and the CLI's registry. Each kind
+//! is one module: a `declare::kind!` declaration (its spec and typed `Params`) and its
+//! `run`. [`declare`] and [`params`] are how kinds are declared, [`train_common`] what the
+//! training kinds share; the artifacts kinds exchange are read and written by
+//! [`crate::artifact`], the models' sizes come from [`crate::presets`].
 
-pub mod classifier;
+pub mod declare;
 pub mod demo;
 pub mod evaluate;
-pub mod features;
 pub mod fid;
 pub mod finetune_decoder;
 pub mod image_folder;
 pub mod images;
-pub mod ingest;
 pub mod npy;
+pub mod params;
 pub mod report_table;
 pub mod sample;
-pub mod schema;
 pub mod select;
 pub mod stylegan2_sample;
 pub mod stylegan2_train;
@@ -65,3 +67,5 @@ pub fn specs_json() -> String {
 pub fn find(name: &str) -> Option<Box<dyn Stage>> {
     all().into_iter().find(|k| k.spec().name == name)
 }
+
+pub use crate::artifact::invalid;

@@ -1,234 +1,240 @@
 //! `report/table`: gathers evaluation results (and FIDs, and sample sets) of a sweep into
 //! a Table 1 style report directory: `table.md`, `table.csv`, `rows.json` (every row with
-//! its lineage and full metrics), `grid-<instance>.png` sample grids and `fig3.png` (the
-//! `pools` side by side by class, Fig. 3). Each row is named by its evaluation: the model
+//! its lineage and full metrics), and labelled figures, each as PNG and SVG: the metrics
+//! against the augmentation ratio (`table1-accuracy`, `table1-f1`, `fid`), sample grids
+//! with class names (`grid-<instance>`), `fig3` (the `pools` side by side by class, Fig. 3)
+//! and the training loss of the bound models (`loss`). Each row is named by its evaluation: the model
 //! `variant` (evaluate's parameter; `stylegan2` for the StyleGAN2 rows) and the method and
 //! ratio of the selection it was trained on (evaluate's `selection` input; the
 //! producer's matrix coordinates when it has none). An FID joins the row whose
 //! coordinates it shares, of the same generator ([`fid_of`]).
 
-use super::schema::{int, invalid, list, param, slot, string_list, usize_param};
+use super::declare::kind;
+use super::invalid;
+use super::params::{choice, default, optional, range};
 use crate::artifact::ImageSet;
-use crate::report::curves::{bounds, read_history, write_loss_plot, PALETTE};
-use crate::report::grid::{write_class_grid, write_pool_figure};
+use crate::report::curves::{loss_chart, read_history};
+use crate::report::figures::{any_fid, ratio_chart, Metric};
+use crate::report::grid::{write_class_grid, write_pool_figure, Pool};
 use crate::report::paper::{generator_of_variant, STYLEGAN2};
 use crate::report::results::{read, Evaluation, FidResult, EVALUATION_FORMAT, FID_FORMAT};
-use crate::report::table::{csv, markdown, sort_rows, PaperColumns, Row};
+use crate::report::table::{csv, markdown, settings, sort_rows, PaperColumns, Row};
 use histodiff_engine::protocol::InputArtifact;
-use histodiff_engine::registry::{KindSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{StageContext, StageError};
+use histodiff_plot::LineChart;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::Path;
 
-pub struct ReportTable;
+choice!(PaperColumns { "none" => None, "crc" => Crc });
 
-impl Stage for ReportTable {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "report/table".into(),
-            version: 4,
-            params: vec![
-                param(
-                    "title",
-                    ParamType::String,
-                    Some("HistoDiffusion: synthetic augmentation results".into()),
-                    "report heading",
-                ),
-                param(
-                    "paper",
-                    ParamType::Enum {
-                        values: vec!["none".into(), "crc".into()],
-                    },
-                    Some("none".into()),
-                    "the paper data set this pipeline's data is (`crc`: NCT-CRC-HE-100K → CRC-VAL-HE-7K); only then are the paper's numbers printed beside the measured ones",
-                ),
-                param(
-                    "grid_per_class",
-                    int(Some(1), Some(64)),
-                    Some(8.into()),
-                    "images per class in each sample grid",
-                ),
-                param(
-                    "pool_labels",
-                    list(ParamType::String),
-                    Some(Value::Null),
-                    "a label for each set of `pools`, in order (e.g. [Real, HistoDiffusion, StyleGAN2]); default: the producing instances' names",
-                ),
-                param(
-                    "fig3_per_class",
-                    int(Some(1), Some(16)),
-                    Some(4.into()),
-                    "images per class of each pool in fig3.png",
-                ),
-            ],
-            inputs: vec![
-                slot(
-                    "results",
-                    true,
-                    true,
-                    "evaluation results (histodiffusion/evaluate), e.g. evaluate[*]",
-                ),
-                slot(
-                    "fid",
-                    false,
-                    true,
-                    "FID results (histodiffusion/fid), joined to results by matrix coordinates",
-                ),
-                slot(
-                    "samples",
-                    false,
-                    true,
-                    "labeled image sets to draw as sample grids",
-                ),
-                slot(
-                    "models",
-                    false,
-                    true,
-                    "trained models whose `history.csv` loss curves to plot (train-classifier's `model`)",
-                ),
-                slot(
-                    "pools",
-                    false,
-                    true,
-                    "labeled image sets drawn side by side by class into fig3.png (Fig. 3), e.g. [fewshot, pool, gan_pool]",
-                ),
-            ],
-            outputs: vec!["report".into()],
-            resumable: false,
-            doc: "Table 1 style report: Markdown, CSV, FID against ratio, sample grids, Fig. 3, loss curves, lineage of each row".into(),
-        }
+kind! {
+    /// Table 1 style report: Markdown, CSV, lineage of each row, and labelled PNG/SVG
+    /// figures: accuracy, F1 and FID against ratio, sample grids with class names, Fig. 3,
+    /// loss curves
+    ReportTable("report/table", version: 5) -> [report] {
+        /// report heading
+        title: String = default("HistoDiffusion: synthetic augmentation results"),
+        /// the paper data set this pipeline's data is (`crc`: NCT-CRC-HE-100K →
+        /// CRC-VAL-HE-7K); only then are the paper's numbers printed beside the measured ones
+        paper: PaperColumns = default(PaperColumns::None),
+        /// images per class in each sample grid
+        grid_per_class: usize = range(1..=64).default(8),
+        /// a label for each set of `pools`, in order (e.g. [Real, HistoDiffusion, StyleGAN2]);
+        /// default: the producing instances' names
+        pool_labels: Option<Vec<String>> = optional(),
+        /// images per class of each pool in fig3 (Fig. 3)
+        fig3_per_class: usize = range(1..=16).default(4),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let out = ctx.output_path("report");
-        std::fs::create_dir_all(&out)
-            .map_err(|e| StageError::Invalid(format!("{}: {e}", out.display())))?;
-        let fids: Vec<(&InputArtifact, FidResult)> = ctx
-            .inputs("fid")
-            .iter()
-            .map(|a| {
-                Ok((
-                    a,
-                    read::<FidResult>(&artifact_file(a, "fid.json"), FID_FORMAT)
-                        .map_err(invalid)?,
-                ))
-            })
-            .collect::<Result<_, StageError>>()?;
-        let mut rows = Vec::new();
-        for a in ctx.inputs("results") {
-            let evaluation: Evaluation =
-                read(&artifact_file(a, "evaluation.json"), EVALUATION_FORMAT).map_err(invalid)?;
-            let mut row = row_of(a, evaluation);
-            let generator = row_generator(a, &row.variant)?;
-            if let Some((producer, fid)) = fid_of(a, &row, &generator, &fids)? {
-                row.fid = Some(fid.clone());
-                row.fid_producer = Some(producer.to_string());
-            }
-            rows.push(row);
-        }
-        sort_rows(&mut rows);
-        let title = ctx.param_str("title")?.to_string();
-        let paper = paper_columns(ctx)?;
-        write(&out.join("table.csv"), &csv(&rows, paper))?;
-        let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
-            "setting": r.label(), "variant": r.variant, "filled": r.filled, "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid, "fid_producer": r.fid_producer,
-        })).collect();
-        write(
-            &out.join("rows.json"),
-            &serde_json::to_string_pretty(&lineage).expect("json"),
-        )?;
-        let curves = loss_curves(ctx, &out)?;
-        let fig3 = pool_figure(ctx, &out)?;
-        let md = markdown(&title, &rows, paper) + &fig3 + &curves;
-        write(&out.join("table.md"), &md)?;
-        let per_class = usize_param(ctx, "grid_per_class")?;
-        for a in ctx.inputs("samples").to_vec() {
-            let set = ImageSet::open(&a.path).map_err(invalid)?;
-            let name = format!("grid-{}.png", file_safe(&a.producer));
-            write_class_grid(&set, per_class, 2, &out.join(&name)).map_err(invalid)?;
-            ctx.log(format!("sample grid {name} from {}", a.producer));
-        }
-        ctx.log(format!("report with {} rows written", rows.len()));
-        Ok(())
+    inputs {
+        /// evaluation results (histodiffusion/evaluate), e.g. evaluate[*]
+        results: Many,
+        /// FID results (histodiffusion/fid), joined to results by matrix coordinates
+        fid: Any,
+        /// labeled image sets to draw as sample grids
+        samples: Any,
+        /// trained models whose `history.csv` loss curves to plot (train-classifier's
+        /// `model`)
+        models: Any,
+        /// labeled image sets drawn side by side by class into fig3.png/.svg (Fig. 3), e.g.
+        /// [fewshot, pool, gan_pool]
+        pools: Any,
     }
 }
 
-/// The `paper` parameter: which paper data set, if any, the rows may be compared with.
-fn paper_columns(ctx: &StageContext) -> Result<PaperColumns, StageError> {
-    match ctx.param_str("paper")? {
-        "crc" => Ok(PaperColumns::Crc),
-        "none" => Ok(PaperColumns::None),
-        other => Err(StageError::Invalid(format!(
-            "parameter `paper` must be `none` or `crc`, got `{other}`"
-        ))),
-    }
-}
-
-/// Draws the `pools` side by side into `fig3.png` (the paper's Fig. 3) and returns its
-/// Markdown legend; empty without pools. The crate renders no text, so the pool labels and
-/// class names are in the legend: each pool's block is marked by a coloured stripe.
-fn pool_figure(ctx: &mut StageContext, out: &std::path::Path) -> Result<String, StageError> {
-    let pools = ctx.inputs("pools").to_vec();
-    let labels = string_list(ctx, "pool_labels")?;
-    if pools.is_empty() {
-        return match labels {
-            Some(l) if !l.is_empty() => Err(StageError::Invalid(format!(
-                "parameter `pool_labels` names {} pools but the `pools` slot is empty",
-                l.len()
-            ))),
-            _ => Ok(String::new()),
-        };
-    }
-    let labels = match labels {
-        Some(l) if l.len() != pools.len() => {
-            return Err(StageError::Invalid(format!(
-                "parameter `pool_labels` has {} labels but the `pools` slot has {} image sets; give one label per set, in order",
-                l.len(),
-                pools.len()
-            )))
-        }
-        Some(l) => l,
-        None => pools.iter().map(|a| a.producer.clone()).collect(),
-    };
-    let sets = pools
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let out = ctx.output_path("report");
+    std::fs::create_dir_all(&out)
+        .map_err(|e| StageError::Invalid(format!("{}: {e}", out.display())))?;
+    let fids: Vec<(&InputArtifact, FidResult)> = ctx
+        .inputs("fid")
         .iter()
         .map(|a| {
             Ok((
-                a.producer.clone(),
-                ImageSet::open(&a.path).map_err(invalid)?,
+                a,
+                read::<FidResult>(&artifact_file(a, "fid.json"), FID_FORMAT).map_err(invalid)?,
             ))
         })
+        .collect::<Result<_, StageError>>()?;
+    let mut rows = Vec::new();
+    for a in ctx.inputs("results") {
+        let evaluation: Evaluation =
+            read(&artifact_file(a, "evaluation.json"), EVALUATION_FORMAT).map_err(invalid)?;
+        let mut row = row_of(a, evaluation);
+        let generator = row_generator(a, &row.variant)?;
+        if let Some((producer, fid)) = fid_of(a, &row, &generator, &fids)? {
+            row.fid = Some(fid.clone());
+            row.fid_producer = Some(producer.to_string());
+        }
+        rows.push(row);
+    }
+    sort_rows(&mut rows);
+    let (title, paper) = (p.title, p.paper);
+    write(&out.join("table.csv"), &csv(&rows, paper))?;
+    let lineage: Vec<Value> = rows.iter().map(|r| serde_json::json!({
+        "setting": r.label(), "variant": r.variant, "filled": r.filled, "producer": r.producer, "artifact": r.hash, "evaluation": r.evaluation, "fid": r.fid, "fid_producer": r.fid_producer,
+    })).collect();
+    write(
+        &out.join("rows.json"),
+        &serde_json::to_string_pretty(&lineage).expect("json"),
+    )?;
+    let charts = ratio_figures(&rows, &out)?;
+    let fig3 = pool_figure(ctx, (p.pool_labels, p.fig3_per_class), &out)?;
+    let grids = sample_grids(ctx, p.grid_per_class, &out)?;
+    let curves = loss_curves(ctx, &out)?;
+    let md = markdown(&title, &rows, paper) + &charts + &fig3 + &grids + &curves;
+    write(&out.join("table.md"), &md)?;
+    ctx.log(format!("report with {} rows written", rows.len()));
+    Ok(())
+}
+
+/// The figures of Table 1 against the ratio (`table1-accuracy`, `table1-f1` and, where an
+/// FID was measured, `fid`) and their Markdown section.
+fn ratio_figures(rows: &[Row], out: &Path) -> Result<String, StageError> {
+    let all = settings(rows);
+    let mut md = String::from(
+        "\n## Figures against the augmentation ratio\n\n\
+         One line per generator and selection method: the mean over seeds at each ratio, with \
+         the seeds' sample standard deviation as error bars where a setting has several runs; \
+         each baseline (real images only) is a flat line. Each figure is also written as SVG.\n\n",
+    );
+    let mut figures = vec![
+        ("table1-accuracy", Metric::Accuracy),
+        ("table1-f1", Metric::F1),
+    ];
+    if any_fid(&all) {
+        figures.push(("fid", Metric::Fid));
+    }
+    for (stem, metric) in figures {
+        let chart = ratio_chart(&all, metric);
+        write_chart(&chart, &out.join(stem))?;
+        md += &format!("![{}]({stem}.png)\n\n", chart.title);
+    }
+    Ok(md)
+}
+
+/// Writes a chart as `<stem>.png` and `<stem>.svg`: 800×450 px, or 1000×600 with more
+/// than ten lines (their legend rows and names need the room).
+fn write_chart(chart: &LineChart, stem: &Path) -> Result<(), StageError> {
+    let (width, height) = if chart.series.len() > 10 {
+        (1000, 600)
+    } else {
+        (800, 450)
+    };
+    chart
+        .write(stem, width, height)
+        .map_err(|e| StageError::Invalid(format!("figure {}: {e}", stem.display())))
+}
+
+/// A labelled sample grid (`grid-<instance>.png`/`.svg`) of every `samples` set, rows
+/// named by class; returns their Markdown section, empty without samples.
+fn sample_grids(
+    ctx: &mut StageContext,
+    per_class: usize,
+    out: &Path,
+) -> Result<String, StageError> {
+    let mut md = String::new();
+    for a in ctx.inputs("samples").to_vec() {
+        let set = ImageSet::open(&a.path).map_err(invalid)?;
+        let stem = format!("grid-{}", file_safe(&a.producer));
+        let title = format!("Samples of {}", a.producer);
+        write_class_grid(&set, per_class, 2, &title, &out.join(&stem))
+            .map_err(StageError::Invalid)?;
+        md += &format!("![{title}]({stem}.png)\n\n");
+        ctx.log(format!("sample grid {stem}.png/.svg from {}", a.producer));
+    }
+    if md.is_empty() {
+        return Ok(md);
+    }
+    Ok(format!(
+        "\n## Sample grids\n\nThe first {per_class} images of each class, one row per class.\n\n{md}"
+    ))
+}
+
+/// The `pool_labels` parameter checked against the `pools` slot: one label per set, in
+/// order; the producers' names without it.
+fn pool_labels(
+    given: Option<Vec<String>>,
+    pools: &[InputArtifact],
+) -> Result<Vec<String>, StageError> {
+    match given {
+        Some(l) if pools.is_empty() && !l.is_empty() => Err(StageError::Invalid(format!(
+            "parameter `pool_labels` names {} pools but the `pools` slot is empty",
+            l.len()
+        ))),
+        Some(l) if !pools.is_empty() && l.len() != pools.len() => Err(StageError::Invalid(format!(
+            "parameter `pool_labels` has {} labels but the `pools` slot has {} image sets; give one label per set, in order",
+            l.len(),
+            pools.len()
+        ))),
+        Some(l) => Ok(l),
+        None => Ok(pools.iter().map(|a| a.producer.clone()).collect()),
+    }
+}
+
+/// Draws the `pools` side by side into `fig3.png`/`.svg` (the paper's Fig. 3), each
+/// block labelled with its pool label and each column with its class, and returns its
+/// Markdown section; empty without pools.
+fn pool_figure(
+    ctx: &mut StageContext,
+    (labels, per_class): (Option<Vec<String>>, usize),
+    out: &Path,
+) -> Result<String, StageError> {
+    let inputs = ctx.inputs("pools").to_vec();
+    let labels = pool_labels(labels, &inputs)?;
+    if inputs.is_empty() {
+        return Ok(String::new());
+    }
+    let pools = inputs
+        .iter()
+        .zip(labels)
+        .map(|(a, label)| {
+            Ok(Pool {
+                name: a.producer.clone(),
+                label,
+                set: ImageSet::open(&a.path).map_err(invalid)?,
+            })
+        })
         .collect::<Result<Vec<_>, StageError>>()?;
-    let per_class = usize_param(ctx, "fig3_per_class")?;
-    let colours: Vec<[u8; 3]> = PALETTE.iter().map(|p| p.1).collect();
-    let fig = write_pool_figure(&sets, per_class, 2, &colours, &out.join("fig3.png"))
-        .map_err(StageError::Invalid)?;
+    let fig =
+        write_pool_figure(&pools, per_class, 2, &out.join("fig3")).map_err(StageError::Invalid)?;
     let mut md = String::from(
         "\n## Samples side by side (fig3.png)\n\n![Fig. 3](fig3.png)\n\n\
-         The figure has no text (the crate renders none): from top to bottom one block of rows per \
-         image set, marked by the coloured stripe on its left; one column per class.\n\n\
-         | stripe | block | image set | images per class |\n|---|---|---|---|\n",
+         From top to bottom one block of rows per image set, named on its left; one column per \
+         class, named on top.\n\n| block | image set | images per class |\n|---|---|---|\n",
     );
-    for (k, (label, a)) in labels.iter().zip(&pools).enumerate() {
-        let drawn = &fig.drawn[k];
+    for (pool, drawn) in pools.iter().zip(&fig.drawn) {
         let counts = if drawn.iter().all(|&n| n == per_class) {
             per_class.to_string()
         } else {
-            drawn
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join("/")
+            let each: Vec<String> = drawn.iter().map(usize::to_string).collect();
+            each.join("/")
         };
-        md += &format!(
-            "| {} | {label} | {} | {counts} |\n",
-            PALETTE[k % PALETTE.len()].0,
-            a.producer
-        );
+        md += &format!("| {} | {} | {counts} |\n", pool.label, pool.name);
     }
     md += &format!("\nColumns, left to right: {}.\n", fig.classes.join(", "));
     ctx.log(format!(
-        "fig3.png: {} pools × {} classes, {}×{} px",
+        "fig3.png/.svg: {} pools × {} classes, {}×{} px",
         pools.len(),
         fig.classes.len(),
         fig.width,
@@ -237,9 +243,10 @@ fn pool_figure(ctx: &mut StageContext, out: &std::path::Path) -> Result<String, 
     Ok(md)
 }
 
-/// Plots the `history.csv` of every bound model into `loss.png` and `curves.csv`; returns
-/// the Markdown legend (colours and axis ranges), empty without models.
-fn loss_curves(ctx: &mut StageContext, out: &std::path::Path) -> Result<String, StageError> {
+/// Plots the `history.csv` of every bound model into `loss.png`/`.svg` and writes the
+/// points to `curves.csv`; returns the Markdown section (the figure and each model's
+/// steps and final loss), empty without models.
+fn loss_curves(ctx: &mut StageContext, out: &Path) -> Result<String, StageError> {
     let mut series = Vec::new();
     for a in ctx.inputs("models") {
         let path = artifact_file(a, "history.csv");
@@ -251,22 +258,20 @@ fn loss_curves(ctx: &mut StageContext, out: &std::path::Path) -> Result<String, 
     if series.is_empty() {
         return Ok(String::new());
     }
-    write_loss_plot(&series, 800, 450, &out.join("loss.png")).map_err(StageError::Invalid)?;
+    let chart = loss_chart(&series);
+    write_chart(&chart, &out.join("loss"))?;
     let mut csv = String::from("series,step,loss\n");
-    let mut md = String::from("\n## Training loss (loss.png)\n\n| colour | model | steps | final loss |\n|---|---|---|---|\n");
-    for (k, (name, points)) in series.iter().enumerate() {
+    let mut md = String::from(
+        "\n## Training loss (loss.png)\n\n![Training loss](loss.png)\n\n\
+         | model | steps | final loss |\n|---|---|---|\n",
+    );
+    for (name, points) in &series {
         points
             .iter()
             .for_each(|(x, y)| csv += &format!("{name},{x},{y}\n"));
         let last = points.last().map_or("–".into(), |p| format!("{:.4}", p.1));
-        md += &format!(
-            "| {} | {name} | {} | {last} |\n",
-            PALETTE[k % PALETTE.len()].0,
-            points.len()
-        );
+        md += &format!("| {name} | {} | {last} |\n", points.len());
     }
-    let ((x0, x1), (y0, y1)) = bounds(&series);
-    md += &format!("\nx: step {x0} to {x1}; y: loss {y0:.4} to {y1:.4}.\n");
     write(&out.join("curves.csv"), &csv)?;
     Ok(md)
 }

@@ -6,108 +6,94 @@
 //! records what was chosen, including how many images `shortfall: fill` let in although
 //! the filter rejected them; `histodiffusion/evaluate` carries it into the report's row.
 
-use super::schema::{float, int, invalid, one_of, param, slot};
-use crate::artifact::{ImageSet, ImageSetWriter, DEFAULT_SHARD_SIZE};
+use super::declare::kind;
+use super::invalid;
+use super::params::{choice, default, range, Choice};
+use crate::artifact::classifier;
+use crate::artifact::{ImageSet, ImageSetWriter};
 use crate::data::selection::{
-    check_pool, filled_per_class, ratio_quotas, select_by_centroid, select_random, Shortfall,
+    centroids, check_pool, filled_per_class, ratio_quotas, select_by_centroid, select_random,
+    Shortfall,
 };
 use crate::report::results::{write, SelectionSummary, SELECTION_FORMAT};
-use histodiff_engine::registry::KindSpec;
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use histodiff_engine::stage::{StageContext, StageError};
 
-pub struct Select;
-
-impl Stage for Select {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "histodiffusion/select".into(),
-            version: 2,
-            params: vec![
-                param("method", one_of(&["random", "centroid"]), Some("centroid".into()), "random, or centroid distance (the paper's selective augmentation)"),
-                param("ratio", float(Some(0.0), Some(100.0)), None, "synthetic images per real image, per class (0.5 = 50 %)"),
-                param("seed", int(Some(0), None), Some(0.into()), "seed of the random draw"),
-                param("shortfall", one_of(&["error", "fill"]), Some("error".into()),
-                    "centroid: when too few candidates pass the nearest-centroid filter, fail or fill with the nearest rejected ones (counted in the `selection` output)"),
-            ],
-            inputs: vec![
-                slot("pool", true, false, "candidate synthetic images (labeled by conditioning class)"),
-                slot("real", true, false, "the real labeled few-shot set (class sizes and centroids)"),
-                slot("features", false, false, "centroid: the classifier whose features are compared (baseline trained on real images)"),
-            ],
-            outputs: vec!["images".into(), "selection".into()],
-            resumable: false,
-            doc: "random or centroid-distance selection of synthetic images to an augmentation ratio".into(),
-        }
+kind! {
+    /// random or centroid-distance selection of synthetic images to an augmentation ratio
+    Select("histodiffusion/select", version: 2) -> [images, selection] {
+        /// random, or centroid distance (the paper's selective augmentation)
+        method: Method = default(Method::Centroid),
+        /// synthetic images per real image, per class (0.5 = 50 %)
+        ratio: f64 = range(0.0..=100.0),
+        /// seed of the random draw
+        seed: u64 = range(0..).default(0),
+        /// centroid: when too few candidates pass the nearest-centroid filter, fail or fill
+        /// with the nearest rejected ones (counted in the `selection` output)
+        shortfall: Shortfall = default(Shortfall::Error),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let pool = ImageSet::open(&ctx.input("pool")?.path).map_err(invalid)?;
-        let real = ImageSet::open(&ctx.input("real")?.path).map_err(invalid)?;
-        let (pm, rm) = (pool.manifest(), real.manifest());
-        if pm.classes != rm.classes || !pm.labeled() {
-            return Err(StageError::Invalid(format!(
-                "pool classes {:?} differ from the real set's {:?}",
-                pm.classes, rm.classes
-            )));
-        }
-        let ratio = ctx.param_f64("ratio")?;
-        let method = Method::parse(ctx.param_str("method")?);
-        let quotas = ratio_quotas(&rm.class_counts(), ratio);
-        check_quotas(ctx, &pool, &quotas, ratio, method)?;
-        let pool_labels: Vec<i64> = pm.items.iter().map(|i| i.label.unwrap_or(-1)).collect();
-        let (chosen, filled) = match method {
-            Method::Random => {
-                let seed = ctx.param_i64("seed")? as u64;
-                let chosen = select_random(&pool_labels, &quotas, seed).map_err(invalid)?;
-                (chosen, vec![0; quotas.len()])
-            }
-            Method::Centroid => by_centroid(ctx, &pool, &real, &pool_labels, &quotas)?,
-        };
-        ctx.log(format!(
-            "selected {} of {} candidates for quotas {quotas:?}",
-            chosen.len(),
-            pm.count
-        ));
-        ctx.metric("select/count", None, chosen.len() as f64);
-        let summary = SelectionSummary {
-            format: SELECTION_FORMAT.into(),
-            method: method.name().into(),
-            ratio,
-            classes: pm.classes.clone(),
-            pool: as_u64(&pm.class_counts()),
-            quotas: as_u64(&quotas),
-            filled_total: filled.iter().sum::<usize>() as u64,
-            filled: as_u64(&filled),
-            count: chosen.len() as u64,
-        };
-        write_subset(ctx, &pool, chosen)?;
-        write(&ctx.output_path("selection"), &summary).map_err(invalid)
+    inputs {
+        /// candidate synthetic images (labeled by conditioning class)
+        pool: One,
+        /// the real labeled few-shot set (class sizes and centroids)
+        real: One,
+        /// centroid: the classifier whose features are compared (baseline trained on real
+        /// images)
+        features: Optional,
     }
 }
 
+choice!(Shortfall { "error" => Error, "fill" => Fill });
+
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let pool = ImageSet::open(&ctx.input("pool")?.path).map_err(invalid)?;
+    let real = ImageSet::open(&ctx.input("real")?.path).map_err(invalid)?;
+    let (pm, rm) = (pool.manifest(), real.manifest());
+    if pm.classes != rm.classes || !pm.labeled() {
+        return Err(StageError::Invalid(format!(
+            "pool classes {:?} differ from the real set's {:?}",
+            pm.classes, rm.classes
+        )));
+    }
+    let (ratio, method) = (p.ratio, p.method);
+    let quotas = ratio_quotas(&rm.class_counts(), ratio);
+    check_quotas(ctx, &pool, &quotas, ratio, method)?;
+    let pool_labels: Vec<i64> = pm.items.iter().map(|i| i.label.unwrap_or(-1)).collect();
+    let (chosen, filled) = match method {
+        Method::Random => {
+            let chosen = select_random(&pool_labels, &quotas, p.seed).map_err(invalid)?;
+            (chosen, vec![0; quotas.len()])
+        }
+        Method::Centroid => by_centroid(ctx, &pool, &real, &pool_labels, (&quotas, p.shortfall))?,
+    };
+    ctx.log(format!(
+        "selected {} of {} candidates for quotas {quotas:?}",
+        chosen.len(),
+        pm.count
+    ));
+    ctx.metric("select/count", None, chosen.len() as f64);
+    let summary = SelectionSummary {
+        format: SELECTION_FORMAT.into(),
+        method: method.to_name().into(),
+        ratio,
+        classes: pm.classes.clone(),
+        pool: as_u64(&pm.class_counts()),
+        quotas: as_u64(&quotas),
+        filled_total: filled.iter().sum::<usize>() as u64,
+        filled: as_u64(&filled),
+        count: chosen.len() as u64,
+    };
+    write_subset(ctx, &pool, chosen)?;
+    write(&ctx.output_path("selection"), &summary).map_err(invalid)
+}
+
+/// The selection rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub enum Method {
     Random,
     Centroid,
 }
 
-impl Method {
-    /// The schema allows only the two names, so anything but `random` is `centroid`.
-    fn parse(name: &str) -> Self {
-        if name == "random" {
-            Method::Random
-        } else {
-            Method::Centroid
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Method::Random => "random",
-            Method::Centroid => "centroid",
-        }
-    }
-}
+choice!(Method { "random" => Random, "centroid" => Centroid });
 
 /// Fails before any feature is extracted (an hour at paper scale) when the pool holds
 /// fewer candidates of a class than its quota, naming the per_class that would suffice.
@@ -135,13 +121,9 @@ fn by_centroid(
     pool: &ImageSet,
     real: &ImageSet,
     pool_labels: &[i64],
-    quotas: &[usize],
+    (quotas, shortfall): (&[usize], Shortfall),
 ) -> Result<(Vec<usize>, Vec<usize>), StageError> {
-    let shortfall = match ctx.param_str("shortfall")? {
-        "fill" => Shortfall::Fill,
-        _ => Shortfall::Error,
-    };
-    let (pool_f, centres) = super::features::pool_and_centroids(ctx, pool, real)?;
+    let (pool_f, centres) = pool_and_centroids(ctx, pool, real)?;
     let picked =
         select_by_centroid(&pool_f, pool_labels, &centres, quotas, shortfall).map_err(invalid)?;
     let filled = filled_per_class(&picked, pool_labels, quotas.len());
@@ -154,6 +136,30 @@ fn by_centroid(
     }
     ctx.metric("select/filled", None, total as f64);
     Ok((picked.into_iter().map(|s| s.index).collect(), filled))
+}
+
+/// One feature vector per image, or per class for centroids.
+type FeatureRows = Vec<Vec<f32>>;
+
+/// (pool features, class centroids of the real set's features), both from the classifier
+/// bound to `features` (trained on the real few-shot set).
+fn pool_and_centroids(
+    ctx: &StageContext,
+    pool: &ImageSet,
+    real: &ImageSet,
+) -> Result<(FeatureRows, FeatureRows), StageError> {
+    let device = crate::device::parse(ctx.device())?;
+    let classifier = classifier::load(&ctx.input("features")?.path, device)?;
+    let pool_features = classifier.normalised_features(pool)?;
+    let real_features = classifier.normalised_features(real)?;
+    let labels: Vec<i64> = real
+        .manifest()
+        .items
+        .iter()
+        .map(|i| i.label.unwrap_or(-1))
+        .collect();
+    let centres = centroids(&real_features, &labels, real.manifest().classes.len())?;
+    Ok((pool_features, centres))
 }
 
 fn as_u64(counts: &[usize]) -> Vec<u64> {
@@ -176,13 +182,7 @@ fn write_subset(
         }
         Ok::<(), StageError>(())
     })?;
-    let mut writer = ImageSetWriter::create(
-        &ctx.output_path("images"),
-        m.classes.clone(),
-        m.image_size,
-        DEFAULT_SHARD_SIZE,
-    )
-    .map_err(invalid)?;
+    let mut writer = ImageSetWriter::like(&ctx.output_path("images"), m).map_err(invalid)?;
     for (r, entry) in picked.into_iter().enumerate() {
         let (chw, label) = entry.expect("every chosen index is in the pool");
         writer

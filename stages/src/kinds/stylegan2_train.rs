@@ -4,127 +4,85 @@
 //! Greg (every 4), Dmain, Dreg (every 16), each with its own fresh z and labels drawn from
 //! the training labels; Adam (β 0, 0.99) with lr and βs scaled by the lazy interval
 //! c = I/(I + 1); the reg phases' loss times I; then G_ema ← lerp(G, G_ema, β) with
-//! β = 0.5^(batch / (ema_kimg · 1000)). ADA is not ported. Output `generator`: the G_ema
-//! weights under `G_ema.<official name>` with the architecture in the `histodiff.stylegan2`
-//! metadata (docs/weights.md), as `stylegan2/sample` and the converter read it.
+//! β = 0.5^(batch / (ema_kimg · 1000)). ADA is not ported. Output `generator`: the
+//! generator artifact (crate::artifact::generator), which `stylegan2/sample` reads.
 
-use super::schema::{batch_size_param, float, int, invalid, lr_param, param, preset_param, slot};
-use super::train_common::{schedule_params, typed_params, ScheduleParams};
+use super::declare::kind;
+use super::invalid;
+use super::params::range;
+use super::train_common::{ScheduleParams, TrainingParams};
+use crate::artifact::generator;
 use crate::losses::stylegan2::{LossConfig, Stylegan2Loss};
-use crate::models::stylegan2::{Discriminator, Generator, NoiseMode, Stylegan2Config};
+use crate::models::stylegan2::{one_hot, Discriminator, Generator, NoiseMode, Stylegan2Config};
 use crate::train::driver::require_batch;
-use crate::train::images::{Batch, TrainingImages};
-use crate::train::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::train::images::Batch;
+use crate::train::named::{trainable, vars_with_prefix, Restore};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, StepReport, Trainable};
-use histodiff_engine::registry::KindSpec;
-use histodiff_engine::stage::{Stage, StageContext, StageError};
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use histodiff_engine::stage::{StageContext, StageError};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-pub struct Stylegan2Train;
 
 /// Lazy regularisation intervals of the official loop (`G_reg_interval`, `D_reg_interval`).
 pub const G_REG_INTERVAL: u64 = 4;
 pub const D_REG_INTERVAL: u64 = 16;
-/// Metadata key of the architecture in a generator artifact.
-pub const CONFIG_KEY: &str = "histodiff.stylegan2";
 
-/// The kind's parameters, typed.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Params {
-    pub preset: String,
-    pub batch_size: i64,
-    pub lr: f64,
-    pub r1_gamma: f64,
-    pub pl_weight: f64,
-    pub style_mixing_prob: f64,
-    pub mbstd_group_size: i64,
-    pub ema_kimg: f64,
-    pub ema_rampup: f64,
-    #[serde(flatten)]
-    pub schedule: ScheduleParams,
-}
-
-impl Stage for Stylegan2Train {
-    fn spec(&self) -> KindSpec {
-        let mut params = vec![
-            preset_param("paper: the official paper256 network (z = w = 512, 8 mapping layers, channel_base 16384); tiny: a CPU-sized one"),
-            batch_size_param(64, "images per step (paper 64)"),
-            lr_param(2e-4, "Adam learning rate before the lazy-regularisation scaling (paper 2e-4)"),
-            param("r1_gamma", float(Some(0.0), None), Some(1.0.into()), "R1 weight γ (official paper256: 1)"),
-            param("pl_weight", float(Some(0.0), None), Some(2.0.into()), "path-length regularisation weight (0: off)"),
-            param("style_mixing_prob", float(Some(0.0), Some(1.0)), Some(0.9.into()), "probability of style mixing per batch"),
-            param("mbstd_group_size", int(Some(1), None), Some(8.into()), "minibatch-stddev group size (official paper256: 8)"),
-            param("ema_kimg", float(Some(0.0), None), Some(20.0.into()), "half-life of G_ema in thousands of images (official paper256: 20)"),
-            param("ema_rampup", float(Some(0.0), None), Some(0.0.into()), "EMA ramp-up: half-life ≤ images so far × this (0: off; official auto: 0.05)"),
-        ];
-        params.extend(
-            schedule_params(100)
-                .into_iter()
-                .filter(|p| p.name != "precision"),
-        );
-        KindSpec {
-            name: "stylegan2/train".into(),
-            version: 1,
-            params,
-            inputs: vec![slot("images", true, false, "labeled image set (e.g. the few-shot set S′); power-of-two size ≥ 8")],
-            outputs: vec!["generator".into()],
-            resumable: true,
-            doc: "class-conditional StyleGAN2 (official loss, lazy R1/path-length, G_ema), the paper's comparison system".into(),
-        }
+kind! {
+    /// class-conditional StyleGAN2 (official loss, lazy R1/path-length, G_ema), the paper's
+    /// comparison system
+    Stylegan2Train("stylegan2/train", version: 1, resumable) -> [generator] {
+        /// preset: paper: the official paper256 network (z = w = 512, 8 mapping layers,
+        /// channel_base 16384); tiny: a CPU-sized one
+        /// batch_size: images per step (paper 64)
+        /// lr: Adam learning rate before the lazy-regularisation scaling (paper 2e-4)
+        ..training: TrainingParams = TrainingParams::specs(64, 2e-4),
+        /// R1 weight γ (official paper256: 1)
+        r1_gamma: f64 = range(0.0..).default(1.0),
+        /// path-length regularisation weight (0: off)
+        pl_weight: f64 = range(0.0..).default(2.0),
+        /// probability of style mixing per batch
+        style_mixing_prob: f64 = range(0.0..=1.0).default(0.9),
+        /// minibatch-stddev group size (official paper256: 8)
+        mbstd_group_size: i64 = range(1..).default(8),
+        /// half-life of G_ema in thousands of images (official paper256: 20)
+        ema_kimg: f64 = range(0.0..).default(20.0),
+        /// EMA ramp-up: half-life ≤ images so far × this (0: off; official auto: 0.05)
+        ema_rampup: f64 = range(0.0..).default(0.0),
+        ..run: ScheduleParams = ScheduleParams::specs(100, false),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let p: Params = typed_params(ctx)?;
-        let dev = crate::device::parse(ctx.device())?;
-        let batch = usize::try_from(p.batch_size).map_err(invalid)?;
-        let set = ctx.input("images")?.path.clone();
-        let mut images = TrainingImages::open(&set, batch, p.schedule.seed)?;
-        images.require_labels("stylegan2/train")?;
-        let config = architecture(
-            &p.preset,
-            images.image_size() as i64,
-            images.classes().len() as i64,
-        )?;
-        check_batch(&p, images.len())?;
-        let schedule = p.schedule.schedule(images.steps_per_epoch());
-        let mut state = GanState::new(&p, &config, class_weights(&set)?, dev)?;
-        train(ctx, &schedule, &mut state, Some(&mut images))?;
-        write_generator(&state.g_ema_vs, &config, &ctx.output_path("generator"))
+    inputs {
+        /// labeled image set (e.g. the few-shot set S′); power-of-two size ≥ 8
+        images: One,
     }
 }
 
-/// The preset's architecture at the data's size and class count.
-fn architecture(
-    preset: &str,
-    resolution: i64,
-    classes: i64,
-) -> Result<Stylegan2Config, StageError> {
-    let config = match preset {
-        "paper" => Stylegan2Config::paper(resolution, classes),
-        "tiny" => Stylegan2Config::tiny(resolution, classes),
-        other => return Err(StageError::Invalid(format!("unknown preset `{other}`"))),
-    };
-    config.validate().map_err(StageError::Invalid)?;
-    Ok(config)
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let mut start = p.training.start(ctx, &p.run, Some("stylegan2/train"))?;
+    let images = &start.images;
+    let config = p
+        .training
+        .preset
+        .stylegan2(images.image_size() as i64, images.classes().len() as i64)?;
+    check_batch(&p, images.len())?;
+    let set = crate::artifact::ImageSet::open(&ctx.input("images")?.path)?;
+    let mut state = GanState::new(&p, &config, class_weights(&set), start.device)?;
+    train(ctx, &start.schedule, &mut state, Some(&mut start.images))?;
+    generator::write(&state.g_ema_vs, &config, &ctx.output_path("generator"))
 }
 
 /// The minibatch-std groups must tile the batch and its path-length half.
 fn check_batch(p: &Params, images: usize) -> Result<(), StageError> {
-    let group = p.mbstd_group_size.min(p.batch_size);
-    if p.batch_size % group != 0 {
+    let batch = p.training.batch_size;
+    let group = (p.mbstd_group_size as usize).min(batch);
+    if !batch.is_multiple_of(group) {
         return Err(StageError::Invalid(format!(
-            "batch_size {} is not a multiple of mbstd_group_size {}",
-            p.batch_size, p.mbstd_group_size
+            "batch_size {batch} is not a multiple of mbstd_group_size {}",
+            p.mbstd_group_size
         )));
     }
-    if p.batch_size < 2 || images < p.batch_size as usize {
+    if batch < 2 || images < batch {
         return Err(StageError::Invalid(format!(
-            "batch_size {} needs at least 2 and at most the {images} training images",
-            p.batch_size
+            "batch_size {batch} needs at least 2 and at most the {images} training images"
         )));
     }
     Ok(())
@@ -132,31 +90,14 @@ fn check_batch(p: &Params, images: usize) -> Result<(), StageError> {
 
 /// Class frequencies of the training set: the official loop draws the labels of
 /// generated images as the labels of random training images.
-fn class_weights(set: &std::path::Path) -> Result<Tensor, StageError> {
-    let set = crate::artifact::ImageSet::open(set)?;
+fn class_weights(set: &crate::artifact::ImageSet) -> Tensor {
     let counts: Vec<f64> = set
         .manifest()
         .class_counts()
         .into_iter()
         .map(|c| c as f64)
         .collect();
-    Ok(Tensor::from_slice(&counts))
-}
-
-/// Writes the generator artifact: G_ema under `G_ema.*`, architecture in the metadata.
-pub fn write_generator(
-    vs: &VarStore,
-    config: &Stylegan2Config,
-    path: &std::path::Path,
-) -> Result<(), StageError> {
-    let json = serde_json::to_string(config).map_err(StageError::other)?;
-    let tensors = vars_with_prefix(vs, "G_ema.");
-    crate::weights::save_tensors_with_metadata(
-        &tensors,
-        HashMap::from([(CONFIG_KEY.to_string(), json)]),
-        path,
-    )
-    .map_err(StageError::Invalid)
+    Tensor::from_slice(&counts)
 }
 
 /// Adam (β 0, 0.99, ε 1e-8) with the lazy-regularisation scaling of the official loop:
@@ -217,8 +158,8 @@ impl GanState {
             ..LossConfig::default()
         };
         Ok(Self {
-            opt_g: lazy_adam(trainable(&g_vs), p.lr, G_REG_INTERVAL),
-            opt_d: lazy_adam(trainable(&d_vs), p.lr, D_REG_INTERVAL),
+            opt_g: lazy_adam(trainable(&g_vs), p.training.lr, G_REG_INTERVAL),
+            opt_d: lazy_adam(trainable(&d_vs), p.training.lr, D_REG_INTERVAL),
             g_vs,
             g,
             g_ema_vs,
@@ -226,7 +167,7 @@ impl GanState {
             d,
             loss: Stylegan2Loss::new(loss_config, NoiseMode::Random, device),
             class_weights,
-            batch_size: p.batch_size,
+            batch_size: p.training.batch_size as i64,
             ema_kimg: p.ema_kimg,
             ema_rampup: p.ema_rampup,
             device,
@@ -268,36 +209,28 @@ impl GanState {
             let _ = optimizer_step(&mut self.opt_g, &reg.loss);
             metrics.extend(reg.terms);
         }
-        let (z, c) = self.latents();
         let r1 = step.is_multiple_of(D_REG_INTERVAL) && self.loss.config.r1_gamma > 0.0;
-        let d_main = self.loss.d_loss(
-            (&self.g, &self.d),
-            (real, &real_c),
-            (&z, &c),
-            true,
-            false,
-            1.0,
-        );
-        let _ = optimizer_step(&mut self.opt_d, &d_main.loss);
-        metrics.extend(d_main.terms);
+        metrics.extend(self.d_phase((real, &real_c), false));
         if r1 {
-            let (z, c) = self.latents();
-            let reg = self.loss.d_loss(
-                (&self.g, &self.d),
-                (real, &real_c),
-                (&z, &c),
-                false,
-                true,
-                D_REG_INTERVAL as f64,
-            );
-            let _ = optimizer_step(&mut self.opt_d, &reg.loss);
-            metrics.extend(reg.terms);
+            metrics.extend(self.d_phase((real, &real_c), true));
         }
         self.update_ema(step);
         StepReport {
             loss: g_main.terms[0].1,
             metrics,
         }
+    }
+
+    /// One discriminator phase on fresh latents: Dmain, or Dreg (R1, its loss times the
+    /// lazy interval); returns its loss terms.
+    fn d_phase(&mut self, real: (&Tensor, &Tensor), reg: bool) -> Vec<(&'static str, f64)> {
+        let (z, c) = self.latents();
+        let gain = if reg { D_REG_INTERVAL as f64 } else { 1.0 };
+        let phase = self
+            .loss
+            .d_loss((&self.g, &self.d), real, (&z, &c), !reg, reg, gain);
+        let _ = optimizer_step(&mut self.opt_d, &phase.loss);
+        phase.terms
     }
 
     /// G_ema ← lerp(G, G_ema, β) for parameters, copies for buffers.
@@ -309,11 +242,6 @@ impl GanState {
         let beta = 0.5f64.powf(self.batch_size as f64 / ema_nimg.max(1e-8));
         update_ema(&self.g_vs, &self.g_ema_vs, beta);
     }
-}
-
-/// One-hot float labels [N, classes].
-pub fn one_hot(labels: &Tensor, classes: i64) -> Tensor {
-    labels.one_hot(classes).to_kind(Kind::Float)
 }
 
 /// The official G_ema update: `p_ema.copy_(p.lerp(p_ema, beta))`, buffers copied.
@@ -373,26 +301,13 @@ impl Trainable for GanState {
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
-        restore_into(&self.g_vs, &take_prefix(&state, "G."), |_| true, "G").map_err(bad)?;
-        restore_into(
-            &self.g_ema_vs,
-            &take_prefix(&state, "G_ema."),
-            |_| true,
-            "G_ema",
-        )
-        .map_err(bad)?;
-        restore_into(&self.d_vs, &take_prefix(&state, "D."), |_| true, "D").map_err(bad)?;
-        let by_name: BTreeMap<String, Tensor> = state.into_iter().collect();
-        self.opt_g
-            .load_state_tensors("opt_g.", &by_name)
-            .map_err(|e| bad(e.to_string()))?;
-        self.opt_d
-            .load_state_tensors("opt_d.", &by_name)
-            .map_err(|e| bad(e.to_string()))?;
-        let pl_mean = by_name
-            .get("loss.pl_mean")
-            .ok_or_else(|| bad("lacks `loss.pl_mean`".into()))?;
+        let r = Restore::new(state);
+        r.vars(&self.g_vs, "G.", "G")?;
+        r.vars(&self.g_ema_vs, "G_ema.", "G_ema")?;
+        r.vars(&self.d_vs, "D.", "D")?;
+        r.part(|t| self.opt_g.load_state_tensors("opt_g.", t))?;
+        r.part(|t| self.opt_d.load_state_tensors("opt_d.", t))?;
+        let pl_mean = r.tensor("loss.pl_mean")?;
         self.loss.pl_mean = pl_mean.to_kind(Kind::Float).to_device(self.device);
         Ok(())
     }

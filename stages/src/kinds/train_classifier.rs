@@ -18,15 +18,19 @@ mod init;
 pub mod recipe;
 mod selection;
 
-use super::classifier::{
-    for_each_chunk, model_input, normalize, save, unit_input, ClassifierConfig,
+use super::declare::kind;
+use super::invalid;
+use super::params::{choice, default, one_of, optional, range, ExternalPath};
+use crate::artifact::classifier::{
+    model_input, normalize, save, unit_input, write_file, ClassifierConfig, HISTORY_FILE,
+    TRAINING_FILE,
 };
-use super::schema::{float, int, invalid, one_of, optional_path, param, slot, usize_param};
-use super::train_common::{mixed_precision, precision_param};
 use crate::artifact::ImageSet;
 use crate::models::vit::{VisionTransformer, VitConfig};
+use crate::presets::{Preset, VIT_PRESETS};
 use crate::report::results::{write, Predictions, PREDICTIONS_FORMAT};
 use crate::train::augment::{Augmenter, Flips};
+use crate::train::autocast::Precision;
 use crate::train::checkpoint;
 use crate::train::determinism::set_threads;
 use crate::train::driver::require_batch;
@@ -35,9 +39,8 @@ use crate::train::lr::{LrSchedule, ScheduleKind, WarmupSchedule};
 use crate::train::mixed::{MixedPrecision, MIXED_PREFIX};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, Schedule, StepReport, Trainable};
-use histodiff_engine::registry::{KindSpec, ParamSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
-use recipe::{Recipe, NOT_REPRODUCED, RECIPES};
+use histodiff_engine::stage::{StageContext, StageError};
+use recipe::{Recipe, RecipeName, NOT_REPRODUCED};
 use selection::{CarvedSplit, Selection};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -45,117 +48,122 @@ use std::path::PathBuf;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
 
-pub struct TrainClassifier;
-
-/// `select` values: the final epoch (SPEC §12's recommendation) or the best epoch on a
+/// `select`: the final epoch (SPEC §12's recommendation) or the best epoch on a
 /// validation split of the training set.
-const SELECT: [&str; 2] = ["last", "best_val"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Last,
+    BestVal,
+}
 
-impl Stage for TrainClassifier {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "histodiffusion/train-classifier".into(),
-            // 3: schedules with warm-up, drop-path, augmentation, label smoothing,
-            // init_weights, best_val selection and recipe-dependent defaults.
-            version: 3,
-            params: params(),
-            inputs: vec![
-                slot(
-                    "train",
-                    true,
-                    true,
-                    "labeled image sets: the real few-shot set and any selected synthetic sets",
-                ),
-                slot(
-                    "test",
-                    true,
-                    false,
-                    "the labeled test set (CRC-VAL-HE-7K or a held-out split)",
-                ),
-            ],
-            outputs: vec!["model".into(), "predictions".into()],
-            resumable: true,
-            doc: "downstream ViT on real + selected synthetic images, with test predictions".into(),
-        }
+choice!(Keep { "last" => Last, "best_val" => BestVal });
+choice!(ScheduleKind = ScheduleKind::NAMES, ScheduleKind::parse);
+choice!(Flips = Flips::NAMES, Flips::parse);
+
+kind! {
+    /// downstream ViT on real + selected synthetic images, with test predictions
+    // 3: schedules with warm-up, drop-path, augmentation, label smoothing, init_weights,
+    // best_val selection and recipe-dependent defaults.
+    TrainClassifier("histodiffusion/train-classifier", version: 3, resumable)
+        -> [model, predictions]
+    {
+        /// tiny: ViT 32 px/patch 8/width 64/depth 2; paper: ViT-B/16 (SPEC §8.1); official:
+        /// ViT-S/16 (SPEC §11.10)
+        preset: Preset = one_of(&VIT_PRESETS).default(Preset::Paper),
+        /// defaults of every unset parameter below: paper (SPEC §8.1; cosine, 5 warm-up
+        /// epochs, drop-path 0.1, flips, 90° rotations and a mild random resized crop where
+        /// the paper is silent) or official (eval.py's DeiT recipe, SPEC §8.2)
+        recipe: RecipeName = default(RecipeName::Paper),
+        /// passes over the training set (paper 200, official 300, tiny 2000)
+        epochs: Option<u64> = range(1..).optional(),
+        /// paper 128, official 256, tiny 32
+        batch_size: Option<usize> = range(1..).optional(),
+        /// AdamW peak learning rate (paper 1e-4; official 5e-4·batch/512; tiny 3e-3)
+        lr: Option<f64> = range(0.0..).optional(),
+        /// AdamW weight decay (0.05; the paper does not state it)
+        weight_decay: Option<f64> = range(0.0..).optional(),
+        /// learning-rate decay after the warm-up: cosine (timm, down to min_lr), anneal
+        /// (linear to 0), constant; default cosine
+        schedule: Option<ScheduleKind> = optional(),
+        /// linear warm-up from 1e-6 over this many epochs (official 5; paper 5, at most a
+        /// tenth of the epochs)
+        warmup_epochs: Option<f64> = range(0.0..).optional(),
+        /// floor of the cosine (paper 1e-6, official 1e-5)
+        min_lr: Option<f64> = range(0.0..).optional(),
+        /// stochastic-depth rate of the last block, linear in depth as timm (0.1); off at
+        /// evaluation
+        drop_path: Option<f64> = range(0.0..=0.9).optional(),
+        /// cross-entropy label smoothing as torch's F.cross_entropy (paper 0, official 0.1)
+        label_smoothing: Option<f64> = range(0.0..=1.0).optional(),
+        /// random flips of training images: both (paper: histology has no orientation),
+        /// horizontal (official), none
+        flips: Option<Flips> = optional(),
+        /// random 90° rotations of training images (paper true, official false)
+        rot90: Option<bool> = optional(),
+        /// brightness/contrast/saturation jitter strength v: factors uniform in [1−v, 1+v]
+        /// (0 = off, the default)
+        color_jitter: Option<f64> = range(0.0..=1.0).optional(),
+        /// random resized crop of training images, area fraction uniform in [crop_scale, 1],
+        /// aspect 3/4–4/3 (paper 0.6, official 0.08; 1 = off)
+        crop_scale: Option<f64> = range(0.01..=1.0).optional(),
+        /// model to keep: last (the final epoch) or best_val (the best epoch on a stratified
+        /// split of the real training set; the test set is never used)
+        select: Keep = default(Keep::Last),
+        /// select: best_val: share of each class of the real training set held out for
+        /// validation (not trained on)
+        val_fraction: f64 = range(0.01..=0.5).default(0.1),
+        /// safetensors of a ViT converted by scripts/convert_checkpoint.py vit, matching the
+        /// preset; a head of another class count is re-initialised
+        init_weights: Option<ExternalPath> = optional(),
+        /// seed of initialisation, data order, augmentation, validation split and drop-path
+        seed: u64 = range(0..).default(0),
+        /// checkpoint every N steps (0 = never by count)
+        checkpoint_every: u64 = range(0..).default(500),
+        /// checkpoint every M minutes (0 = never by time)
+        checkpoint_minutes: f64 = range(0.0..).default(30.0),
+        /// f32; bf16 autocast (CPU or CUDA); fp16 autocast with loss scaling (CUDA)
+        precision: Precision = default(Precision::F32),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let recipe = Recipe::from_params(ctx)?;
-        let seed = ctx.param_i64("seed")? as u64;
-        let (mut images, data) = prepare_data(ctx, &recipe, seed)?;
-        let classes = images.classes().to_vec();
-        let test = open_test(ctx, &classes)?;
-        let vit = VitConfig {
-            drop_path_rate: recipe.drop_path,
-            ..vit_config(&recipe.preset, classes.len() as i64)
-        };
-        vit.validate().map_err(invalid)?;
-        let device = crate::device::parse(ctx.device())?;
-        set_threads(ctx.job.threads);
-        log_recipe(ctx, &recipe, &data);
-        let (mut state, init) = build_state(ctx, &recipe, &vit, &data, device, seed)?;
-        let schedule = driver_schedule(ctx, &recipe, &data, seed)?;
-        let trained = train(ctx, &schedule, &mut state, Some(&mut images))?;
-        let chosen = choose(ctx, &mut state, &schedule, data.steps_per_epoch)?;
-
-        let out = ctx.output_path("model");
-        let config =
-            ClassifierConfig::from_vit(&format!("vit-{}", recipe.preset), classes.clone(), &vit);
-        save(&out, &config, &state.vs)?;
-        write_file(&out.join("history.csv"), &trained.history)?;
-        if let Some(sel) = &state.selection {
-            write_file(&out.join("validation.csv"), &sel.history_csv())?;
-        }
-        let meta = training_json(ctx, &recipe, &data, init, chosen)?;
-        write_file(&out.join(TRAINING_FILE), &meta)?;
-        write_predictions(ctx, &state, &test, classes, &data, recipe.batch_size)
+    inputs {
+        /// labeled image sets: the real few-shot set and any selected synthetic sets
+        train: Many,
+        /// the labeled test set (CRC-VAL-HE-7K or a held-out split)
+        test: One,
     }
 }
 
-/// The file of the model artifact that records how it was trained and which epoch it is.
-pub const TRAINING_FILE: &str = "training.json";
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let recipe = Recipe::from_params(&p);
+    let (mut images, data) = prepare_data(ctx, &p, &recipe)?;
+    let classes = images.classes().to_vec();
+    let test = open_test(ctx, &classes)?;
+    let vit = VitConfig {
+        drop_path_rate: recipe.drop_path,
+        ..recipe.preset.vit(classes.len() as i64)
+    };
+    vit.validate().map_err(invalid)?;
+    let device = crate::device::parse(ctx.device())?;
+    set_threads(ctx.job.threads);
+    log_recipe(ctx, &recipe, &data);
+    let (mut state, init) = build_state(ctx, &p, (&recipe, &vit), &data, device)?;
+    let schedule = driver_schedule(&p, &recipe, &data);
+    let trained = train(ctx, &schedule, &mut state, Some(&mut images))?;
+    let chosen = choose(ctx, &mut state, &schedule, data.steps_per_epoch)?;
 
-fn params() -> Vec<ParamSpec> {
-    let null = Some(Value::Null);
-    let fraction = |max: f64| float(Some(0.0), Some(max));
-    vec![
-        param("preset", one_of(&["tiny", "paper", "official"]), Some("paper".into()),
-            "tiny: ViT 32 px/patch 8/width 64/depth 2; paper: ViT-B/16 (SPEC §8.1); official: ViT-S/16 (SPEC §11.10)"),
-        param("recipe", one_of(&RECIPES), Some("paper".into()),
-            "defaults of every unset parameter below: paper (SPEC §8.1; cosine, 5 warm-up epochs, drop-path 0.1, flips, 90° rotations and a mild random resized crop where the paper is silent) or official (eval.py's DeiT recipe, SPEC §8.2)"),
-        param("epochs", int(Some(1), None), null.clone(), "passes over the training set (paper 200, official 300, tiny 2000)"),
-        param("batch_size", int(Some(1), None), null.clone(), "paper 128, official 256, tiny 32"),
-        param("lr", float(Some(0.0), None), null.clone(), "AdamW peak learning rate (paper 1e-4; official 5e-4·batch/512; tiny 3e-3)"),
-        param("weight_decay", float(Some(0.0), None), null.clone(), "AdamW weight decay (0.05; the paper does not state it)"),
-        param("schedule", one_of(&ScheduleKind::NAMES), null.clone(), "learning-rate decay after the warm-up: cosine (timm, down to min_lr), anneal (linear to 0), constant; default cosine"),
-        param("warmup_epochs", float(Some(0.0), None), null.clone(), "linear warm-up from 1e-6 over this many epochs (official 5; paper 5, at most a tenth of the epochs)"),
-        param("min_lr", float(Some(0.0), None), null.clone(), "floor of the cosine (paper 1e-6, official 1e-5)"),
-        param("drop_path", fraction(0.9), null.clone(), "stochastic-depth rate of the last block, linear in depth as timm (0.1); off at evaluation"),
-        param("label_smoothing", fraction(1.0), null.clone(), "cross-entropy label smoothing as torch's F.cross_entropy (paper 0, official 0.1)"),
-        param("flips", one_of(&Flips::NAMES), null.clone(), "random flips of training images: both (paper: histology has no orientation), horizontal (official), none"),
-        param("rot90", ParamType::Bool, null.clone(), "random 90° rotations of training images (paper true, official false)"),
-        param("color_jitter", fraction(1.0), null.clone(), "brightness/contrast/saturation jitter strength v: factors uniform in [1−v, 1+v] (0 = off, the default)"),
-        param("crop_scale", float(Some(0.01), Some(1.0)), null.clone(), "random resized crop of training images, area fraction uniform in [crop_scale, 1], aspect 3/4–4/3 (paper 0.6, official 0.08; 1 = off)"),
-        param("select", one_of(&SELECT), Some("last".into()),
-            "model to keep: last (the final epoch) or best_val (the best epoch on a stratified split of the real training set; the test set is never used)"),
-        param("val_fraction", float(Some(0.01), Some(0.5)), Some(0.1.into()),
-            "select: best_val: share of each class of the real training set held out for validation (not trained on)"),
-        param("init_weights", ParamType::Path, null,
-            "safetensors of a ViT converted by scripts/convert_checkpoint.py vit, matching the preset; a head of another class count is re-initialised"),
-        param("seed", int(Some(0), None), Some(0.into()), "seed of initialisation, data order, augmentation, validation split and drop-path"),
-        param("checkpoint_every", int(Some(0), None), Some(500.into()), "checkpoint every N steps (0 = never by count)"),
-        param("checkpoint_minutes", float(Some(0.0), None), Some(30.0.into()), "checkpoint every M minutes (0 = never by time)"),
-        precision_param(),
-    ]
-}
-
-/// The ViT of a preset: tiny (CPU), paper ViT-B/16 (SPEC §8.1), official ViT-S/16 (§11.10).
-pub fn vit_config(preset: &str, classes: i64) -> VitConfig {
-    match preset {
-        "tiny" => VitConfig::tiny(classes),
-        "official" => VitConfig::small_16(classes),
-        _ => VitConfig::base_16(classes),
+    let out = ctx.output_path("model");
+    let arch = format!("vit-{}", recipe.preset.name());
+    save(
+        &out,
+        &ClassifierConfig::from_vit(&arch, classes.clone(), &vit),
+        &state.vs,
+    )?;
+    write_file(&out.join(HISTORY_FILE), &trained.history)?;
+    if let Some(sel) = &state.selection {
+        write_file(&out.join("validation.csv"), &sel.history_csv())?;
     }
+    let meta = training_json(&p, &recipe, &data, init, chosen)?;
+    write_file(&out.join(TRAINING_FILE), &meta)?;
+    write_predictions(ctx, &state, &test, classes, &data, recipe.batch_size)
 }
 
 /// What the run needs to know about its training images (the real set first, carved when
@@ -172,15 +180,15 @@ struct Data {
 
 fn prepare_data(
     ctx: &StageContext,
+    p: &Params,
     recipe: &Recipe,
-    seed: u64,
 ) -> Result<(TrainingImages, Data), StageError> {
+    let seed = p.seed;
     let mut dirs: Vec<PathBuf> = ctx.inputs("train").iter().map(|a| a.path.clone()).collect();
     if dirs.is_empty() {
         return Err(StageError::Invalid("input `train` is empty".into()));
     }
-    let select_best = ctx.param_str("select")? == "best_val";
-    let val_fraction = ctx.param_f64("val_fraction")?;
+    let (select_best, val_fraction) = (p.select == Keep::BestVal, p.val_fraction);
     let split = if select_best {
         let scratch = ctx.job.work_dir.join("validation-split");
         let split = selection::carve(&dirs[0], val_fraction, seed, &scratch)?;
@@ -224,7 +232,7 @@ fn log_recipe(ctx: &mut StageContext, recipe: &Recipe, data: &Data) {
             split.n_val, split.n_train
         ));
     }
-    if recipe.recipe == "official" {
+    if recipe.recipe == RecipeName::Official {
         ctx.log(format!(
             "official recipe: not reproduced: {}",
             NOT_REPRODUCED.join("; ")
@@ -236,16 +244,17 @@ fn log_recipe(ctx: &mut StageContext, recipe: &Recipe, data: &Data) {
 /// also what happened to `init_weights`.
 fn build_state(
     ctx: &mut StageContext,
-    recipe: &Recipe,
-    vit: &VitConfig,
+    p: &Params,
+    (recipe, vit): (&Recipe, &VitConfig),
     data: &Data,
     device: Device,
-    seed: u64,
 ) -> Result<(VitState, Option<Value>), StageError> {
+    let seed = p.seed;
     tch::manual_seed(seed as i64);
     let mut vs = VarStore::new(device);
     let model = VisionTransformer::new(&vs.root(), vit.clone()).map_err(invalid)?;
-    let init = init_weights(ctx, &mut vs, &recipe.preset, vit.num_classes)?;
+    let given = p.init_weights.as_ref();
+    let init = init_weights(ctx, &mut vs, given, recipe.preset, vit.num_classes)?;
     let optim = Adam::new(&vs, AdamConfig::adamw(recipe.lr, recipe.weight_decay));
     let selection = match &data.split {
         Some(split) => Some(Selection::new(
@@ -260,7 +269,7 @@ fn build_state(
         vs,
         model,
         optim,
-        mp: mixed_precision(ctx, device)?,
+        mp: MixedPrecision::new(p.precision, device)?,
         device,
         lr: lr_schedule(recipe, data.steps_per_epoch).schedule(),
         base_lr: recipe.lr,
@@ -276,14 +285,15 @@ fn build_state(
 fn init_weights(
     ctx: &mut StageContext,
     vs: &mut VarStore,
-    preset: &str,
+    given: Option<&ExternalPath>,
+    preset: Preset,
     classes: i64,
 ) -> Result<Option<Value>, StageError> {
-    let Some((shown, path)) = optional_path(ctx, "init_weights")? else {
+    let Some(ExternalPath { text: shown, path }) = given else {
         return Ok(None);
     };
-    let model = format!("the {preset} preset's ViT");
-    let head = init::load(vs, &path, &shown, &model)?.describe(classes);
+    let model = format!("the {} preset's ViT", preset.name());
+    let head = init::load(vs, path, shown, &model)?.describe(classes);
     ctx.log(format!("init_weights {shown}: {head}"));
     Ok(Some(json!({ "file": shown, "head": head })))
 }
@@ -299,19 +309,14 @@ fn lr_schedule(recipe: &Recipe, steps_per_epoch: u64) -> WarmupSchedule {
     }
 }
 
-fn driver_schedule(
-    ctx: &StageContext,
-    recipe: &Recipe,
-    data: &Data,
-    seed: u64,
-) -> Result<Schedule, StageError> {
-    Ok(Schedule {
+fn driver_schedule(p: &Params, recipe: &Recipe, data: &Data) -> Schedule {
+    Schedule {
         total_steps: recipe.epochs * data.steps_per_epoch,
-        every_steps: usize_param(ctx, "checkpoint_every")? as u64,
-        every_minutes: ctx.param_f64("checkpoint_minutes")?,
+        every_steps: p.checkpoint_every,
+        every_minutes: p.checkpoint_minutes,
         metric_every: 1,
-        seed,
-    })
+        seed: p.seed,
+    }
 }
 
 /// Puts the kept epoch's weights in the store and describes the choice.
@@ -338,7 +343,7 @@ fn choose(
 }
 
 fn training_json(
-    ctx: &StageContext,
+    p: &Params,
     recipe: &Recipe,
     data: &Data,
     init: Option<Value>,
@@ -347,8 +352,8 @@ fn training_json(
     let mut meta = json!({
         "format": "histodiff/classifier-training",
         "recipe": recipe.to_json(),
-        "precision": ctx.param_str("precision")?,
-        "seed": ctx.param_i64("seed")?,
+        "precision": p.precision,
+        "seed": p.seed,
         "init_weights": init,
         "select": if data.select_best { "best_val" } else { "last" },
         "val_fraction": data.select_best.then_some(data.val_fraction),
@@ -356,14 +361,10 @@ fn training_json(
         "val_images": data.split.as_ref().map(|s| s.n_val),
         "chosen": chosen,
     });
-    if recipe.recipe == "official" {
+    if recipe.recipe == RecipeName::Official {
         meta["not_reproduced"] = json!(NOT_REPRODUCED);
     }
     serde_json::to_string_pretty(&meta).map_err(StageError::other)
-}
-
-fn write_file(path: &std::path::Path, text: &str) -> Result<(), StageError> {
-    std::fs::write(path, text).map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))
 }
 
 fn write_predictions(
@@ -495,11 +496,11 @@ pub fn predict(
 ) -> Result<Vec<i64>, StageError> {
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(set.len());
-    for_each_chunk(set, batch, |images| {
+    set.for_each_chunk(batch, |images| {
         let logits = model.forward_t(&model_input(images, size, device), false);
         let classes = logits.argmax(1, false).to_device(Device::Cpu);
         out.extend(Vec::<i64>::try_from(&classes).map_err(StageError::other)?);
-        Ok(())
+        Ok::<(), StageError>(())
     })?;
     Ok(out)
 }
@@ -551,7 +552,7 @@ mod tests {
 
     #[test]
     fn warm_up_epochs_become_whole_steps() {
-        let r = Recipe::defaults("tiny", "paper");
+        let r = Recipe::defaults(Preset::Tiny, RecipeName::Paper);
         let s = lr_schedule(&r, 3);
         assert_eq!((s.total_steps, s.warmup_steps), (r.epochs * 3, 15));
         assert_eq!(s.schedule().lr_at(r.lr, 0), r.warmup_lr);

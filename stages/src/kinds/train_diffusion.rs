@@ -2,16 +2,15 @@
 //! z0 = s·E(x).sample() with the AE frozen; t ~ U{0..T−1}, ε-prediction with L2 (paper) or
 //! L1 (official), AdamW (wd 0.01) with LDM's linear warm-up, EMA with LitEma's warm-up.
 //! s = 1/std(z) over the first `scale_images` images in data order (§2.6). Output `unet`:
-//! safetensors with the UNet under its LDM names, the EMA copy under `ema.*`
-//! (`ema.num_updates` included) and the 0-d `scale_factor`.
+//! the UNet artifact (crate::artifact::unet: weights, EMA copy, scale factor).
 
-use super::schema::{
-    batch_size_param, float, int, invalid, lr_param, one_of, param, preset_param, slot,
-};
-use super::train_common::{mixed_precision, schedule, schedule_params};
+use super::declare::kind;
+use super::invalid;
+use super::params::{choice, default, range};
+use super::train_common::{encode_latents, Optimized, ScheduleParams, TrainingParams};
+use crate::artifact::{autoencoder, unet};
 use crate::diffusion::{BetaSchedule, EpsLoss, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
-use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
 use crate::models::unet::UNetModel;
 use crate::train::determinism::seed_torch_for_step;
 use crate::train::driver::require_batch;
@@ -19,161 +18,82 @@ use crate::train::ema::Ema;
 use crate::train::images::{Batch, TrainingImages};
 use crate::train::lr::LrSchedule;
 use crate::train::memory_format::prepare_var_store;
-use crate::train::mixed::MixedPrecision;
-use crate::train::named::{restore_into, take_prefix, trainable, vars_with_prefix};
+use crate::train::named::{trainable, Restore};
 use crate::train::optim::{Adam, AdamConfig};
 use crate::train::{train, DataOrder, StepReport, Trainable};
-use histodiff_engine::registry::KindSpec;
-use histodiff_engine::stage::{Stage, StageContext, StageError};
-use std::collections::BTreeMap;
-use tch::nn::VarStore;
+use histodiff_engine::stage::{StageContext, StageError};
 use tch::{Device, Kind, Tensor};
 
-pub struct TrainDiffusion;
+choice!(EpsLoss { "l2" => L2, "l1" => L1 });
 
-/// The frozen AE of `preset` loaded from `path`.
-pub fn load_autoencoder(
-    dev: Device,
-    preset: &str,
-    path: &std::path::Path,
-) -> Result<(VarStore, AutoencoderKL), StageError> {
-    let mut vs = VarStore::new(dev);
-    let ae = AutoencoderKL::new(&vs.root(), crate::train::autoencoder::preset(preset)?.0)
-        .map_err(invalid)?;
-    crate::weights::load_strict(&mut vs, path, |_| false).map_err(invalid)?;
-    vs.freeze();
-    Ok((vs, ae))
-}
-
-impl Stage for TrainDiffusion {
-    fn spec(&self) -> KindSpec {
-        let mut params = vec![
-            preset_param("UNet and AE size: paper (SPEC §3.1) or tiny"),
-            batch_size_param(4, "latents per step (paper 4)"),
-            lr_param(5e-5, "AdamW learning rate (wd 0.01)"),
-            param(
-                "loss",
-                one_of(&["l2", "l1"]),
-                Some("l2".into()),
-                "ε loss: l2 (paper Eq. 3) or l1 (official config)",
-            ),
-            param(
-                "warm_up_steps",
-                int(Some(0), None),
-                Some(10_000.into()),
-                "linear LR warm-up steps (LDM 10k)",
-            ),
-            param(
-                "ema_decay",
-                float(Some(0.0), Some(1.0)),
-                Some(0.9999.into()),
-                "EMA decay (with LitEma's (1+n)/(10+n) warm-up)",
-            ),
-            param(
-                "scale_images",
-                int(Some(1), None),
-                Some(1024.into()),
-                "images whose latents set s = 1/std(z)",
-            ),
-        ];
-        params.extend(schedule_params(10));
-        KindSpec {
-            name: "histodiffusion/train-diffusion".into(),
-            version: 1,
-            params,
-            inputs: vec![
-                slot("images", true, false, "image set (labels ignored)"),
-                slot(
-                    "autoencoder",
-                    true,
-                    false,
-                    "AE weights from train-autoencoder (frozen)",
-                ),
-            ],
-            outputs: vec!["unet".into()],
-            resumable: true,
-            doc: "latent diffusion UNet, ε-prediction, T = 1000, EMA (Eq. 3)".into(),
-        }
+kind! {
+    /// latent diffusion UNet, ε-prediction, T = 1000, EMA (Eq. 3)
+    TrainDiffusion("histodiffusion/train-diffusion", version: 1, resumable) -> [unet] {
+        /// preset: UNet and AE size: paper (SPEC §3.1) or tiny
+        /// batch_size: latents per step (paper 4)
+        /// lr: AdamW learning rate (wd 0.01)
+        ..training: TrainingParams = TrainingParams::specs(4, 5e-5),
+        /// ε loss: l2 (paper Eq. 3) or l1 (official config)
+        loss: EpsLoss = default(EpsLoss::L2),
+        /// linear LR warm-up steps (LDM 10k)
+        warm_up_steps: u64 = range(0..).default(10_000),
+        /// EMA decay (with LitEma's (1+n)/(10+n) warm-up)
+        ema_decay: f64 = range(0.0..=1.0).default(0.9999),
+        /// images whose latents set s = 1/std(z)
+        scale_images: usize = range(1..).default(1024),
+        ..run: ScheduleParams = ScheduleParams::specs(10, true),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = crate::device::parse(ctx.device())?;
-        let seed = ctx.param_i64("seed")? as u64;
-        let mut images = TrainingImages::open(
-            &ctx.input("images")?.path,
-            ctx.param_i64("batch_size")? as usize,
-            seed,
-        )?;
-        let schedule = schedule(ctx, images.steps_per_epoch())?;
-        let preset = ctx.param_str("preset")?.to_string();
-        let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
-        let vs = VarStore::new(dev);
-        let config = if preset == "tiny" {
-            tiny_unet()
-        } else {
-            histodiffaug_unet()
-        };
-        let unet = UNetModel::new(&vs.root(), &config).map_err(invalid)?;
-        // channels_last on CUDA, before the EMA and the optimizer copy the layout.
-        prepare_var_store(&vs);
-        let ema = Ema::new(&vs, ctx.param_f64("ema_decay")?, true);
-        let lr = ctx.param_f64("lr")?;
-        let opt = Adam::from_params(trainable(&vs), AdamConfig::adamw(lr, 0.01));
-        let scale_factor = scale_factor(
-            &ae,
-            &images,
-            ctx.param_i64("scale_images")? as usize,
-            seed,
-            dev,
-        )?;
-        ctx.metric("scale_factor", None, scale_factor);
-        let mut state = DmState {
-            vs,
-            unet,
-            ae,
-            ema,
-            opt,
-            mp: mixed_precision(ctx, dev)?,
-            noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
-            loss: if ctx.param_str("loss")? == "l1" {
-                EpsLoss::L1
-            } else {
-                EpsLoss::L2
-            },
-            warm_up: LrSchedule::LambdaLinear {
-                warm_up_steps: ctx.param_i64("warm_up_steps")? as u64,
-                f_start: 1e-6,
-                f_min: 1.0,
-                f_max: 1.0,
-                cycle_length: 1e13,
-            },
-            lr,
-            scale_factor,
-            device: dev,
-        };
-        train(ctx, &schedule, &mut state, Some(&mut images))?;
-        write_unet(
-            &state.vs,
-            &state.ema,
-            state.scale_factor,
-            &ctx.output_path("unet"),
-        )
+    inputs {
+        /// image set (labels ignored)
+        images: One,
+        /// AE weights from train-autoencoder (frozen)
+        autoencoder: One,
     }
 }
 
-/// Writes the `unet` artifact: the UNet under its LDM names, the EMA copy under `ema.*`
-/// (`ema.num_updates` included) and the 0-d `scale_factor`. Shared with `weights/import`,
-/// so an imported UNet has exactly this layout.
-pub fn write_unet(
-    vs: &VarStore,
-    ema: &Ema,
-    scale_factor: f64,
-    path: &std::path::Path,
-) -> Result<(), StageError> {
-    let mut out = vars_with_prefix(vs, "");
-    out.extend(ema.state_tensors("ema."));
-    out.push(("scale_factor".into(), Tensor::from(scale_factor as f32)));
-    crate::weights::save_tensors(&out, path).map_err(StageError::other)
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let mut start = p.training.start(ctx, &p.run, None)?;
+    let dev = start.device;
+    let ae_path = &ctx.input("autoencoder")?.path;
+    let (_ae_vs, ae) = autoencoder::load(ae_path, p.training.preset, dev)?;
+    let (vs, unet) = unet::build(p.training.preset, dev)?;
+    // channels_last on CUDA, before the EMA and the optimizer copy the layout.
+    prepare_var_store(&vs);
+    let ema = Ema::new(&vs, p.ema_decay, true);
+    let lr = p.training.lr;
+    let opt = Adam::from_params(trainable(&vs), AdamConfig::adamw(lr, 0.01));
+    let scale_factor = scale_factor(&ae, &start.images, p.scale_images, p.run.seed, dev)?;
+    ctx.metric("scale_factor", None, scale_factor);
+    let model = Optimized {
+        vs,
+        opt,
+        mp: start.mp,
+    };
+    let mut state = DmState {
+        model,
+        unet,
+        ae,
+        ema,
+        noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
+        loss: p.loss,
+        warm_up: LrSchedule::LambdaLinear {
+            warm_up_steps: p.warm_up_steps,
+            f_start: 1e-6,
+            f_min: 1.0,
+            f_max: 1.0,
+            cycle_length: 1e13,
+        },
+        lr,
+        scale_factor,
+        device: dev,
+    };
+    train(ctx, &start.schedule, &mut state, Some(&mut start.images))?;
+    unet::write(
+        &state.model.vs,
+        &state.ema,
+        state.scale_factor,
+        &ctx.output_path("unet"),
+    )
 }
 
 /// s = 1/std of E(x).sample() over the first `count` images of the seed's data order.
@@ -205,12 +125,11 @@ fn scale_factor(
 }
 
 struct DmState {
-    vs: VarStore,
+    /// The UNet's weights, AdamW and precision.
+    model: Optimized,
     unet: UNetModel,
     ae: AutoencoderKL,
     ema: Ema,
-    opt: Adam,
-    mp: MixedPrecision,
     noise: NoiseSchedule,
     loss: EpsLoss,
     warm_up: LrSchedule,
@@ -222,16 +141,8 @@ struct DmState {
 
 impl Trainable for DmState {
     fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
-        let batch = require_batch(batch)?;
-        let x = batch.unit_range(self.device);
-        // The frozen encoder runs under autocast too; the latents go on in f32.
-        let z0 = self
-            .mp
-            .forward(|| tch::no_grad(|| self.ae.encode(&x, false)))?
-            .map_err(invalid)?
-            .sample()
-            .to_kind(Kind::Float)
-            * self.scale_factor;
+        let x = require_batch(batch)?.unit_range(self.device);
+        let z0 = encode_latents(&self.ae, &x, &self.model.mp, self.scale_factor)?;
         let b = z0.size()[0];
         let t = Tensor::randint(
             self.noise.num_timesteps() as i64,
@@ -240,15 +151,16 @@ impl Trainable for DmState {
         );
         let eps = z0.randn_like();
         let z_t = self.noise.q_sample(&z0, &t, &eps).map_err(invalid)?;
-        self.opt.zero_grad();
+        self.model.opt.zero_grad();
         let (unet, eps_loss) = (&self.unet, self.loss);
         let loss = self
+            .model
             .mp
             .forward(|| eps_loss.batch_mean(&unet.forward_t(&z_t, &t, true), &eps))?;
         let lr = self.warm_up.lr_at(self.lr, step);
-        self.opt.set_lr(lr);
-        self.mp.backward_step(&loss, &mut self.opt);
-        self.ema.update(&self.vs);
+        self.model.opt.set_lr(lr);
+        self.model.backward_step(&loss);
+        self.ema.update(&self.model.vs);
         Ok(StepReport {
             loss: loss.double_value(&[]),
             metrics: vec![("lr", lr)],
@@ -256,23 +168,14 @@ impl Trainable for DmState {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = vars_with_prefix(&self.vs, "unet.");
+        let mut out = self.model.state("unet.");
         out.extend(self.ema.state_tensors("ema."));
-        out.extend(self.opt.state_tensors("opt."));
-        out.extend(self.mp.state());
         out
     }
 
     fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        let bad = |e: String| StageError::Invalid(format!("checkpoint: {e}"));
-        restore_into(&self.vs, &take_prefix(&state, "unet."), |_| true, "unet").map_err(bad)?;
-        let by_name: BTreeMap<String, Tensor> = state.into_iter().collect();
-        self.ema
-            .load_state_tensors("ema.", &by_name)
-            .map_err(|e| bad(e.to_string()))?;
-        self.opt
-            .load_state_tensors("opt.", &by_name)
-            .map_err(|e| bad(e.to_string()))?;
-        self.mp.restore(&by_name)
+        let r = Restore::new(state);
+        r.part(|t| self.ema.load_state_tensors("ema.", t))?;
+        self.model.restore(&r, "unet.", "unet")
     }
 }

@@ -2,195 +2,99 @@
 //! (Eq. 6, SPEC §5): z0 = s·E(x).sample() with the frozen AE and the diffusion model's
 //! scale factor, t ~ U{0..T−1} and z_t = q_sample(z0, t, ε) (paper), or t = 0 on clean
 //! latents (`official_t0`, the official code); CE, AdamW (wd 0.05). Output `classifier`:
-//! safetensors of ϕ under the guided-diffusion names.
+//! the latent classifier artifact (crate::artifact::unet_classifier).
 
-use super::schema::{batch_size_param, float, invalid, lr_param, param, preset_param, slot};
-use super::train_common::{
-    classifier_state, cross_entropy_step, mixed_precision, restore_classifier, schedule,
-    schedule_params,
-};
-use super::train_diffusion::load_autoencoder;
+use super::declare::kind;
+use super::invalid;
+use super::params::{default, range};
+use super::train_common::{encode_latents, ClassifierFit, ScheduleParams, TrainingParams};
+use crate::artifact::{autoencoder, unet, unet_classifier};
 use crate::diffusion::{BetaSchedule, NoiseSchedule};
 use crate::models::autoencoder::AutoencoderKL;
-use crate::models::unet::presets::{latent_classifier, tiny_classifier};
-use crate::models::unet::EncoderUNetModel;
-use crate::train::driver::require_batch;
-use crate::train::images::{Batch, TrainingImages};
+use crate::train::images::Batch;
 use crate::train::mixed::MixedPrecision;
-use crate::train::named::trainable;
-use crate::train::optim::{Adam, AdamConfig};
-use crate::train::{train, StepReport, Trainable};
-use histodiff_engine::registry::{KindSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
+use crate::train::optim::AdamConfig;
+use crate::train::train;
+use histodiff_engine::stage::{StageContext, StageError};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-pub struct TrainLatentClassifier;
-
-/// ϕ for `preset` on `latent_size` latents with `classes` outputs.
-pub fn build_latent_classifier(
-    vs: &VarStore,
-    preset: &str,
-    classes: i64,
-    latent_size: i64,
-) -> Result<EncoderUNetModel, StageError> {
-    let mut config = if preset == "tiny" {
-        tiny_classifier(classes)
-    } else {
-        latent_classifier(classes)
-    };
-    config.image_size = latent_size;
-    EncoderUNetModel::new(&vs.root(), &config).map_err(invalid)
-}
-
-/// The 0-d `scale_factor` of a train-diffusion output.
-pub fn read_scale_factor(path: &std::path::Path) -> Result<f64, StageError> {
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|e| StageError::Invalid(format!("{}: {e}", path.display())))?;
-    tensors
-        .iter()
-        .find(|(k, _)| k == "scale_factor")
-        .map(|(_, t)| t.double_value(&[]))
-        .ok_or_else(|| {
-            StageError::Invalid(format!(
-                "{}: no `scale_factor` (not a train-diffusion output?)",
-                path.display()
-            ))
-        })
-}
-
-impl Stage for TrainLatentClassifier {
-    fn spec(&self) -> KindSpec {
-        let mut params = vec![
-            preset_param("ϕ and AE size: paper (SPEC §5.2) or tiny"),
-            batch_size_param(32, "latents per step (paper 32)"),
-            lr_param(5e-5, "AdamW learning rate"),
-            param(
-                "weight_decay",
-                float(Some(0.0), None),
-                Some(0.05.into()),
-                "AdamW weight decay",
-            ),
-            param(
-                "official_t0",
-                ParamType::Bool,
-                Some(false.into()),
-                "train on clean latents with t = 0 (official code) instead of t ~ U{0..999}",
-            ),
-        ];
-        params.extend(schedule_params(100));
-        KindSpec {
-            name: "histodiffusion/train-latent-classifier".into(),
-            version: 1,
-            params,
-            inputs: vec![
-                slot("images", true, false, "labeled image set (S′)"),
-                slot(
-                    "autoencoder",
-                    true,
-                    false,
-                    "AE weights (the encoder makes the latents)",
-                ),
-                slot(
-                    "unet",
-                    true,
-                    false,
-                    "train-diffusion output (for its scale factor)",
-                ),
-            ],
-            outputs: vec!["classifier".into()],
-            resumable: true,
-            doc: "time-dependent latent classifier ϕ(z_t, t) for guidance (Eq. 6)".into(),
-        }
+kind! {
+    /// time-dependent latent classifier ϕ(z_t, t) for guidance (Eq. 6)
+    TrainLatentClassifier("histodiffusion/train-latent-classifier", version: 1, resumable)
+        -> [classifier]
+    {
+        /// preset: ϕ and AE size: paper (SPEC §5.2) or tiny
+        /// batch_size: latents per step (paper 32)
+        /// lr: AdamW learning rate
+        ..training: TrainingParams = TrainingParams::specs(32, 5e-5),
+        /// AdamW weight decay
+        weight_decay: f64 = range(0.0..).default(0.05),
+        /// train on clean latents with t = 0 (official code) instead of t ~ U{0..999}
+        official_t0: bool = default(false),
+        ..run: ScheduleParams = ScheduleParams::specs(100, true),
     }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let dev = crate::device::parse(ctx.device())?;
-        let mut images = TrainingImages::open(
-            &ctx.input("images")?.path,
-            ctx.param_i64("batch_size")? as usize,
-            ctx.param_i64("seed")? as u64,
-        )?;
-        images.require_labels("train-latent-classifier")?;
-        let schedule = schedule(ctx, images.steps_per_epoch())?;
-        let preset = ctx.param_str("preset")?.to_string();
-        let (_ae_vs, ae) = load_autoencoder(dev, &preset, &ctx.input("autoencoder")?.path)?;
-        let scale_factor = read_scale_factor(&ctx.input("unet")?.path)?;
-        let latent_size = images.image_size() as i64 / ae.config().downsampling_factor();
-        let vs = VarStore::new(dev);
-        let phi =
-            build_latent_classifier(&vs, &preset, images.classes().len() as i64, latent_size)?;
-        let opt = Adam::from_params(
-            trainable(&vs),
-            AdamConfig::adamw(ctx.param_f64("lr")?, ctx.param_f64("weight_decay")?),
-        );
-        let mut state = LatentState {
-            vs,
-            phi,
-            ae,
-            opt,
-            mp: mixed_precision(ctx, dev)?,
-            noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
-            official_t0: ctx.param_bool("official_t0")?,
-            scale_factor,
-            device: dev,
-        };
-        train(ctx, &schedule, &mut state, Some(&mut images))?;
-        crate::weights::save(&state.vs, &ctx.output_path("classifier")).map_err(StageError::other)
+    inputs {
+        /// labeled image set (S′)
+        images: One,
+        /// AE weights (the encoder makes the latents)
+        autoencoder: One,
+        /// train-diffusion output (for its scale factor)
+        unet: One,
     }
 }
 
-struct LatentState {
-    vs: VarStore,
-    phi: EncoderUNetModel,
+/// What ϕ is trained on: the frozen AE's scaled latents, noised to a random t.
+struct Latents {
     ae: AutoencoderKL,
-    opt: Adam,
-    mp: MixedPrecision,
     noise: NoiseSchedule,
     official_t0: bool,
     scale_factor: f64,
     device: Device,
 }
 
-impl Trainable for LatentState {
-    fn step(&mut self, _step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
-        let batch = require_batch(batch)?;
+impl Latents {
+    /// (z_t, t) of a batch: t ~ U{0..T−1} and z_t = q_sample(z0, t, ε), or z0 at t = 0.
+    fn noised(&self, batch: &Batch, mp: &MixedPrecision) -> Result<(Tensor, Tensor), StageError> {
         let x = batch.unit_range(self.device);
-        let y = batch.labels(self.device)?;
-        // The frozen encoder runs under autocast too; the latents go on in f32.
-        let z0 = self
-            .mp
-            .forward(|| tch::no_grad(|| self.ae.encode(&x, false)))?
-            .map_err(invalid)?
-            .sample()
-            .to_kind(Kind::Float)
-            * self.scale_factor;
+        let z0 = encode_latents(&self.ae, &x, mp, self.scale_factor)?;
         let b = z0.size()[0];
-        let (z_t, t) = if self.official_t0 {
-            (z0, Tensor::zeros([b], (Kind::Int64, self.device)))
-        } else {
-            let t = Tensor::randint(
-                self.noise.num_timesteps() as i64,
-                [b],
-                (Kind::Int64, self.device),
-            );
-            (
-                self.noise
-                    .q_sample(&z0, &t, &z0.randn_like())
-                    .map_err(invalid)?,
-                t,
-            )
-        };
-        self.opt.zero_grad();
-        let logits = self.mp.forward(|| self.phi.forward_t(&z_t, &t, true))?;
-        Ok(cross_entropy_step(&mut self.mp, &mut self.opt, &logits, &y))
+        if self.official_t0 {
+            return Ok((z0, Tensor::zeros([b], (Kind::Int64, self.device))));
+        }
+        let steps = self.noise.num_timesteps() as i64;
+        let t = Tensor::randint(steps, [b], (Kind::Int64, self.device));
+        let z_t = self
+            .noise
+            .q_sample(&z0, &t, &z0.randn_like())
+            .map_err(invalid)?;
+        Ok((z_t, t))
     }
+}
 
-    fn state(&self) -> Vec<(String, Tensor)> {
-        classifier_state(&self.vs, &self.opt, &self.mp)
-    }
-
-    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
-        restore_classifier(&self.vs, &mut self.opt, &mut self.mp, &state)
-    }
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let mut start = p
+        .training
+        .start(ctx, &p.run, Some("train-latent-classifier"))?;
+    let preset = p.training.preset;
+    let (_ae_vs, ae) = autoencoder::load(&ctx.input("autoencoder")?.path, preset, start.device)?;
+    let latent_size = start.images.image_size() as i64 / ae.config().downsampling_factor();
+    let vs = VarStore::new(start.device);
+    let classes = start.images.classes().len() as i64;
+    let phi = unet_classifier::build(&vs, &preset.unet_classifier(classes, latent_size)?)?;
+    let latents = Latents {
+        ae,
+        noise: NoiseSchedule::new(BetaSchedule::histodiffaug()).map_err(invalid)?,
+        official_t0: p.official_t0,
+        scale_factor: unet::read_scale_factor(&ctx.input("unet")?.path)?,
+        device: start.device,
+    };
+    let logits = move |batch: &Batch, mp: &MixedPrecision| {
+        let (z_t, t) = latents.noised(batch, mp)?;
+        mp.forward(|| phi.forward_t(&z_t, &t, true))
+    };
+    let config = AdamConfig::adamw(p.training.lr, p.weight_decay);
+    let mut fit = ClassifierFit::new(vs, config, start.mp, logits);
+    train(ctx, &start.schedule, &mut fit, Some(&mut start.images))?;
+    unet_classifier::save(&fit.model.vs, &ctx.output_path("classifier"))
 }

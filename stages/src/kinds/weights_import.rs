@@ -3,51 +3,32 @@
 //! stages accept it and its training is skipped. The model of the chosen preset is built
 //! on the CPU and the file must match it exactly (every tensor name and shape; missing,
 //! unexpected or misshapen tensors fail, nothing is written). The artifact is then written
-//! by the producer's own writer, so its layout cannot drift from the producer's:
+//! by its artifact module, the one its producer writes with, so its layout cannot drift
+//! from the producer's:
 //!
-//! | `artifact` | producer (output) | written by |
+//! | `artifact` | producer (output) | written by (crate::artifact) |
 //! |---|---|---|
-//! | autoencoder | train-autoencoder / finetune-decoder (`autoencoder`) | `weights::save` |
-//! | unet | train-diffusion (`unet`) | `train_diffusion::write_unet` (weights, `ema.*`, `scale_factor`) |
-//! | latent-classifier | train-latent-classifier (`classifier`) | `weights::save` |
-//! | image-classifier | train-image-classifier (`classifier`) | `weights::save` |
-//! | vit | train-classifier (`model`) | `classifier::save` + `history.csv` + `training.json` |
+//! | autoencoder | train-autoencoder / finetune-decoder (`autoencoder`) | `autoencoder::save` |
+//! | unet | train-diffusion (`unet`) | `unet::write` (weights, `ema.*`, `scale_factor`) |
+//! | latent-classifier | train-latent-classifier (`classifier`) | `unet_classifier::save` |
+//! | image-classifier | train-image-classifier (`classifier`) | `unet_classifier::save` |
+//! | vit | train-classifier (`model`) | `classifier::save_imported` |
 
-use super::classifier::{self, ClassifierConfig};
-use super::schema::{float, int, invalid, list, one_of, optional, optional_path, param, slot};
-use super::train_classifier::{vit_config, TRAINING_FILE};
-use super::train_diffusion::{load_autoencoder, write_unet};
-use super::train_image_classifier::build_image_classifier;
-use super::train_latent_classifier::build_latent_classifier;
-use crate::artifact::ImageSet;
-use crate::models::unet::presets::{histodiffaug_unet, tiny_unet};
-use crate::models::unet::UNetModel;
+use super::declare::kind;
+use super::invalid;
+use super::params::{choice, one_of, optional, range, required, ExternalPath};
+use crate::artifact::classifier::{self, ClassifierConfig};
+use crate::artifact::{autoencoder, unet, unet_classifier, ImageSet};
+use crate::models::unet::EncoderUNetConfig;
 use crate::models::vit::VisionTransformer;
-use crate::train::driver::HISTORY_HEADER;
+use crate::presets::{Preset, VIT_PRESETS};
 use crate::train::ema::Ema;
 use crate::weights::{load_strict, load_tensors_strict, read_tensors};
-use histodiff_engine::registry::{KindSpec, ParamSpec, ParamType};
-use histodiff_engine::stage::{Stage, StageContext, StageError};
-use serde_json::{json, Value};
+use histodiff_engine::stage::{StageContext, StageError};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-
-pub struct WeightsImport;
-
-/// Values of `artifact`.
-pub const ARTIFACTS: [&str; 5] = [
-    "autoencoder",
-    "unet",
-    "latent-classifier",
-    "image-classifier",
-    "vit",
-];
-
-/// The output slot (a bare reference to the stage means this one).
-pub const OUTPUT: &str = "weights";
 
 /// The EMA decay is not part of the artifact; the shadow only needs a value to exist.
 const UNUSED_EMA_DECAY: f64 = 0.9999;
@@ -62,161 +43,85 @@ pub enum Artifact {
     Vit,
 }
 
-impl Artifact {
-    fn parse(name: &str) -> Result<Self, StageError> {
-        Ok(match name {
-            "autoencoder" => Self::Autoencoder,
-            "unet" => Self::Unet,
-            "latent-classifier" => Self::LatentClassifier,
-            "image-classifier" => Self::ImageClassifier,
-            "vit" => Self::Vit,
-            other => return Err(invalid(format!("unknown artifact `{other}`"))),
-        })
-    }
+choice!(Artifact {
+    "autoencoder" => Autoencoder,
+    "unet" => Unet,
+    "latent-classifier" => LatentClassifier,
+    "image-classifier" => ImageClassifier,
+    "vit" => Vit,
+});
 
-    /// The presets the producing kind accepts (only train-classifier has `official`).
-    fn presets(self) -> &'static [&'static str] {
-        match self {
-            Self::Vit => &["tiny", "paper", "official"],
-            _ => &["tiny", "paper"],
-        }
+kind! {
+    /// a converted checkpoint (AE, UNet + EMA, ϕ, φ, ViT) as a validated artifact
+    WeightsImport("weights/import", version: 1) -> [weights] {
+        /// safetensors file (scripts/convert_checkpoint.py, docs/weights.md); its content
+        /// enters the key
+        path: ExternalPath = required(),
+        /// artifact to make: autoencoder (train-autoencoder), unet (train-diffusion),
+        /// latent-classifier, image-classifier, vit (train-classifier's model)
+        artifact: Artifact = required(),
+        /// model size the file must match, as the producing kind's preset (official: vit only)
+        preset: Preset = one_of(&VIT_PRESETS).default(Preset::Paper),
+        /// unet: latent scale factor s when the file carries none (LDM's `scale_factor`)
+        scale_factor: Option<f64> = range(0.0..).optional(),
+        /// unet: the EMA weights (convert_checkpoint.py ldm --ema); default: the file's
+        /// `ema.*`, else its weights
+        ema_path: Option<ExternalPath> = optional(),
+        /// classifier artifacts: class names in label order (default: input `images`)
+        classes: Option<Vec<String>> = optional(),
+        /// latent-/image-classifier: image side the classifier was trained on (default:
+        /// input `images`)
+        image_size: Option<usize> = range(8..=4096).optional(),
+    }
+    inputs {
+        /// labeled image set giving class names and image size (classifier artifacts)
+        images: Optional,
     }
 }
 
-/// The parameters and inputs, read and checked once.
+/// The parameters, with class names and image size taken from the `images` input
+/// where the parameters leave them out.
 struct Request {
-    /// The file as written in the pipeline (for messages) and its absolute path.
-    shown: String,
-    path: PathBuf,
-    artifact: Artifact,
-    preset: String,
-    scale_factor: Option<f64>,
-    ema_path: Option<PathBuf>,
+    p: Params,
     classes: Option<Vec<String>>,
-    image_size: Option<i64>,
+    image_size: Option<usize>,
 }
 
-impl Stage for WeightsImport {
-    fn spec(&self) -> KindSpec {
-        KindSpec {
-            name: "weights/import".into(),
-            version: 1,
-            params: params(),
-            inputs: vec![slot(
-                "images",
-                false,
-                false,
-                "labeled image set giving class names and image size (classifier artifacts)",
-            )],
-            outputs: vec![OUTPUT.into()],
-            resumable: false,
-            doc: "a converted checkpoint (AE, UNet + EMA, ϕ, φ, ViT) as a validated artifact"
-                .into(),
-        }
-    }
-
-    fn run(&self, ctx: &mut StageContext) -> Result<(), StageError> {
-        let request = read_request(ctx)?;
-        let out = ctx.output_path(OUTPUT);
-        let message = match request.artifact {
-            Artifact::Autoencoder => import_autoencoder(&request, &out)?,
-            Artifact::Unet => import_unet(&request, &out)?,
-            Artifact::LatentClassifier => import_latent_classifier(&request, &out)?,
-            Artifact::ImageClassifier => import_image_classifier(&request, &out)?,
-            Artifact::Vit => import_vit(&request, &out)?,
-        };
-        for line in message {
-            ctx.log(line);
-        }
-        Ok(())
-    }
-}
-
-fn params() -> Vec<ParamSpec> {
-    let null = Some(Value::Null);
-    vec![
-        param(
-            "path",
-            ParamType::Path,
-            None,
-            "safetensors file (scripts/convert_checkpoint.py, docs/weights.md); its content enters the key",
-        ),
-        param(
-            "artifact",
-            one_of(&ARTIFACTS),
-            None,
-            "artifact to make: autoencoder (train-autoencoder), unet (train-diffusion), latent-classifier, image-classifier, vit (train-classifier's model)",
-        ),
-        param(
-            "preset",
-            one_of(&["tiny", "paper", "official"]),
-            Some("paper".into()),
-            "model size the file must match, as the producing kind's preset (official: vit only)",
-        ),
-        param(
-            "scale_factor",
-            float(Some(0.0), None),
-            null.clone(),
-            "unet: latent scale factor s when the file carries none (LDM's `scale_factor`)",
-        ),
-        param(
-            "ema_path",
-            ParamType::Path,
-            null.clone(),
-            "unet: the EMA weights (convert_checkpoint.py ldm --ema); default: the file's `ema.*`, else its weights",
-        ),
-        param(
-            "classes",
-            list(ParamType::String),
-            null.clone(),
-            "classifier artifacts: class names in label order (default: input `images`)",
-        ),
-        param(
-            "image_size",
-            int(Some(8), Some(4096)),
-            null,
-            "latent-/image-classifier: image side the classifier was trained on (default: input `images`)",
-        ),
-    ]
-}
-
-fn read_request(ctx: &StageContext) -> Result<Request, StageError> {
-    let (shown, path) = optional_path(ctx, "path")?
-        .ok_or_else(|| invalid("weights/import needs the parameter `path`"))?;
-    let artifact = Artifact::parse(ctx.param_str("artifact")?)?;
-    let preset = ctx.param_str("preset")?.to_string();
-    if !artifact.presets().contains(&preset.as_str()) {
-        return Err(invalid(format!(
-            "preset `{preset}` does not exist for artifact `{}` (one of {})",
-            ctx.param_str("artifact")?,
-            artifact.presets().join(", ")
-        )));
-    }
-    let (classes, image_size) = class_info(ctx)?;
-    Ok(Request {
-        shown,
-        path,
-        artifact,
-        preset,
-        scale_factor: optional(ctx, "scale_factor").and_then(Value::as_f64),
-        ema_path: optional_path(ctx, "ema_path")?.map(|(_, p)| p),
+fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError> {
+    let (classes, image_size) = class_info(ctx, &p)?;
+    let request = Request {
+        p,
         classes,
         image_size,
-    })
+    };
+    let out = ctx.output_path("weights");
+    let message = match request.p.artifact {
+        Artifact::Autoencoder => import_autoencoder(&request, &out)?,
+        Artifact::Unet => import_unet(&request, &out)?,
+        Artifact::LatentClassifier => import_unet_classifier(&request, true, &out)?,
+        Artifact::ImageClassifier => import_unet_classifier(&request, false, &out)?,
+        Artifact::Vit => import_vit(&request, &out)?,
+    };
+    for line in message {
+        ctx.log(line);
+    }
+    Ok(())
 }
 
 /// Class names and image size from the parameters, else from the `images` input; when
 /// both are given they must agree, since a classifier sized for other data would load
 /// here and fail (or mislabel) downstream.
-fn class_info(ctx: &StageContext) -> Result<(Option<Vec<String>>, Option<i64>), StageError> {
-    let classes = super::schema::string_list(ctx, "classes")?;
-    let size = optional(ctx, "image_size").and_then(Value::as_i64);
+fn class_info(
+    ctx: &StageContext,
+    p: &Params,
+) -> Result<(Option<Vec<String>>, Option<usize>), StageError> {
+    let (classes, size) = (p.classes.clone(), p.image_size);
     let Some(input) = ctx.inputs("images").first() else {
         return Ok((classes, size));
     };
     let set = ImageSet::open(&input.path)?;
     let manifest = set.manifest();
-    let set_size = manifest.image_size as i64;
+    let set_size = manifest.image_size;
     if classes.as_ref().is_some_and(|c| *c != manifest.classes) {
         return Err(invalid(format!(
             "parameter `classes` {:?} differs from input `images`' classes {:?}",
@@ -239,17 +144,17 @@ fn require_classes(request: &Request) -> Result<&[String], StageError> {
         Some(c) if !c.is_empty() => Ok(c),
         _ => Err(invalid(format!(
             "{}: a classifier import needs its class names: set `classes` or bind a labeled `images` input",
-            request.shown
+            request.p.path.text
         ))),
     }
 }
 
 /// The image side a latent or image classifier was built for.
-fn require_image_size(request: &Request) -> Result<i64, StageError> {
+fn require_image_size(request: &Request) -> Result<usize, StageError> {
     request.image_size.ok_or_else(|| {
         invalid(format!(
             "{}: a classifier import needs the image size: set `image_size` or bind an `images` input",
-            request.shown
+            request.p.path.text
         ))
     })
 }
@@ -258,83 +163,70 @@ fn require_image_size(request: &Request) -> Result<i64, StageError> {
 fn imported(request: &Request, what: &str) -> String {
     format!(
         "imported {} as a {what} artifact (preset {}), every tensor name and shape checked",
-        request.shown, request.preset
+        request.p.path.text,
+        request.p.preset.name()
     )
 }
 
 fn import_autoencoder(request: &Request, out: &Path) -> Result<Vec<String>, StageError> {
-    // The loader train-diffusion, train-latent-classifier and sample use: it checks the
+    // The reader train-diffusion, train-latent-classifier and sample use: it checks the
     // file exactly as they will.
-    let (vs, _ae) = load_autoencoder(Device::Cpu, &request.preset, &request.path)?;
-    crate::weights::save(&vs, out).map_err(StageError::other)?;
+    let (vs, _ae) = autoencoder::load(&request.p.path.path, request.p.preset, Device::Cpu)?;
+    autoencoder::save(&vs, out)?;
     Ok(vec![imported(request, "train-autoencoder")])
 }
 
-fn import_latent_classifier(request: &Request, out: &Path) -> Result<Vec<String>, StageError> {
-    let classes = require_classes(request)?;
-    // ϕ's attention pool is sized for the latent side, as train-latent-classifier and
-    // sample compute it from the AE of the same preset.
-    let ae = crate::train::autoencoder::preset(&request.preset)?.0;
-    let latent_size = require_image_size(request)? / ae.downsampling_factor();
-    let mut vs = VarStore::new(Device::Cpu);
-    build_latent_classifier(&vs, &request.preset, classes.len() as i64, latent_size)?;
-    load_strict(&mut vs, &request.path, |_| false).map_err(invalid)?;
-    crate::weights::save(&vs, out).map_err(StageError::other)?;
-    Ok(vec![imported(request, "train-latent-classifier")])
+/// ϕ or φ, loaded strictly as the kinds downstream load it, then written as its producer
+/// writes it.
+fn import_unet_classifier(
+    request: &Request,
+    latent: bool,
+    out: &Path,
+) -> Result<Vec<String>, StageError> {
+    let config = unet_classifier_config(request, latent)?;
+    let (vs, _model) = unet_classifier::load(&request.p.path.path, &config, Device::Cpu)?;
+    unet_classifier::save(&vs, out)?;
+    let producer = if latent {
+        "train-latent-classifier"
+    } else {
+        "train-image-classifier"
+    };
+    Ok(vec![imported(request, producer)])
 }
 
-fn import_image_classifier(request: &Request, out: &Path) -> Result<Vec<String>, StageError> {
-    let classes = require_classes(request)?;
-    let size = usize::try_from(require_image_size(request)?).map_err(invalid)?;
-    let mut vs = VarStore::new(Device::Cpu);
-    build_image_classifier(&vs, &request.preset, classes.len() as i64, size)?;
-    load_strict(&mut vs, &request.path, |_| false).map_err(invalid)?;
-    crate::weights::save(&vs, out).map_err(StageError::other)?;
-    Ok(vec![imported(request, "train-image-classifier")])
+/// ϕ's or φ's configuration for the request's classes and image size. ϕ's attention pool
+/// is sized for the latent side, as train-latent-classifier and sample compute it from the
+/// AE of the same preset.
+fn unet_classifier_config(
+    request: &Request,
+    latent: bool,
+) -> Result<EncoderUNetConfig, StageError> {
+    let classes = require_classes(request)?.len() as i64;
+    let side = require_image_size(request)? as i64;
+    let preset = request.p.preset;
+    if !latent {
+        return preset.unet_classifier(classes, side);
+    }
+    let factor = preset.autoencoder()?.0.downsampling_factor();
+    preset.unet_classifier(classes, side / factor)
 }
 
 fn import_vit(request: &Request, out: &Path) -> Result<Vec<String>, StageError> {
     let classes = require_classes(request)?.to_vec();
-    let config = vit_config(&request.preset, classes.len() as i64);
+    let preset = request.p.preset;
+    let config = preset.vit(classes.len() as i64);
     let mut vs = VarStore::new(Device::Cpu);
     VisionTransformer::new(&vs.root(), config.clone()).map_err(invalid)?;
-    load_strict(&mut vs, &request.path, |_| false).map_err(invalid)?;
-    let arch = format!("vit-{}", request.preset);
-    classifier::save(
-        out,
-        &ClassifierConfig::from_vit(&arch, classes, &config),
-        &vs,
-    )?;
-    // train-classifier's other files: an empty loss history (nothing was trained here)
-    // and a training record that says where the weights came from.
-    write_text(&out.join("history.csv"), HISTORY_HEADER)?;
-    let record = json!({
-        "format": "histodiff/classifier-training",
-        "imported": request.shown,
-        "preset": request.preset,
-        "chosen": Value::Null,
-    });
-    write_text(
-        &out.join(TRAINING_FILE),
-        &serde_json::to_string_pretty(&record).map_err(StageError::other)?,
-    )?;
+    load_strict(&mut vs, &request.p.path.path, |_| false).map_err(invalid)?;
+    let arch = format!("vit-{}", preset.name());
+    let config = ClassifierConfig::from_vit(&arch, classes, &config);
+    classifier::save_imported(out, &config, &vs, &request.p.path.text, preset)?;
     Ok(vec![imported(request, "train-classifier model")])
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), StageError> {
-    std::fs::write(path, text).map_err(|e| invalid(format!("{}: {e}", path.display())))
-}
-
-/// The UNet of a preset, as train-diffusion and sample build it.
-fn unet_store(preset: &str) -> Result<VarStore, StageError> {
-    let config = match preset {
-        "tiny" => tiny_unet(),
-        "paper" => histodiffaug_unet(),
-        other => return Err(invalid(format!("unknown UNet preset `{other}`"))),
-    };
-    let vs = VarStore::new(Device::Cpu);
-    UNetModel::new(&vs.root(), &config).map_err(invalid)?;
-    Ok(vs)
+/// The UNet of the preset, as train-diffusion and sample build it.
+fn unet_store(preset: Preset) -> Result<VarStore, StageError> {
+    Ok(unet::build(preset, Device::Cpu)?.0)
 }
 
 /// A UNet file split into its parts: the weights, an `ema.*` copy (a histodiff `unet`
@@ -364,13 +256,17 @@ fn split_unet_file(tensors: Vec<(String, Tensor)>) -> UnetFile {
 }
 
 fn import_unet(request: &Request, out: &Path) -> Result<Vec<String>, StageError> {
-    let file = split_unet_file(read_tensors(&request.path).map_err(invalid)?);
+    let file = split_unet_file(read_tensors(&request.p.path.path).map_err(invalid)?);
     let scale_factor = resolve_scale_factor(request, file.scale_factor)?;
-    let mut vs = unet_store(&request.preset)?;
-    load_tensors_strict(&mut vs, &request.path.display().to_string(), file.weights)
-        .map_err(invalid)?;
+    let mut vs = unet_store(request.p.preset)?;
+    load_tensors_strict(
+        &mut vs,
+        &request.p.path.path.display().to_string(),
+        file.weights,
+    )
+    .map_err(invalid)?;
     let (ema, ema_note) = unet_ema(request, &vs, file.ema)?;
-    write_unet(&vs, &ema, scale_factor, out)?;
+    unet::write(&vs, &ema, scale_factor, out)?;
     Ok(vec![
         imported(request, "train-diffusion"),
         ema_note,
@@ -386,15 +282,15 @@ fn unet_ema(
     mut in_file: BTreeMap<String, Tensor>,
 ) -> Result<(Ema, String), StageError> {
     let mut ema = Ema::new(vs, UNUSED_EMA_DECAY, true);
-    let shown = &request.shown;
-    match (&request.ema_path, in_file.is_empty()) {
+    let shown = &request.p.path.text;
+    match (&request.p.ema_path, in_file.is_empty()) {
         (Some(_), false) => Err(invalid(format!(
             "{shown}: the file has `ema.*` weights and `ema_path` is set too: use one of them"
         ))),
         (Some(ema_path), true) => {
-            let mut ema_vs = unet_store(&request.preset)?;
-            load_strict(&mut ema_vs, ema_path, |_| false).map_err(invalid)?;
-            let note = format!("EMA weights from {}", ema_path.display());
+            let mut ema_vs = unet_store(request.p.preset)?;
+            load_strict(&mut ema_vs, &ema_path.path, |_| false).map_err(invalid)?;
+            let note = format!("EMA weights from {}", ema_path.path.display());
             Ok((Ema::new(&ema_vs, UNUSED_EMA_DECAY, true), note))
         }
         (None, false) => {
@@ -402,8 +298,12 @@ fn unet_ema(
             in_file
                 .entry("ema.num_updates".into())
                 .or_insert_with(|| Tensor::from(0i64));
-            ema.load_state_tensors("ema.", &in_file)
-                .map_err(|e| invalid(format!("{}: EMA weights: {e}", request.path.display())))?;
+            ema.load_state_tensors("ema.", &in_file).map_err(|e| {
+                invalid(format!(
+                    "{}: EMA weights: {e}",
+                    request.p.path.path.display()
+                ))
+            })?;
             Ok((
                 ema,
                 format!("EMA weights from the `ema.*` tensors of {shown}"),
@@ -425,13 +325,13 @@ fn unet_ema(
 fn resolve_scale_factor(request: &Request, tensor: Option<f64>) -> Result<f64, StageError> {
     let from_file = match tensor {
         Some(s) => Some(s),
-        None => metadata_scale_factor(&request.path)?,
+        None => metadata_scale_factor(&request.p.path.path)?,
     };
-    let value = match (from_file, request.scale_factor) {
+    let value = match (from_file, request.p.scale_factor) {
         (Some(f), Some(p)) if f as f32 != p as f32 => {
             return Err(invalid(format!(
                 "{}: the file's scale_factor {f} differs from the parameter `scale_factor` {p}",
-                request.shown
+                request.p.path.text
             )))
         }
         (Some(s), _) | (None, Some(s)) => s,
@@ -439,14 +339,14 @@ fn resolve_scale_factor(request: &Request, tensor: Option<f64>) -> Result<f64, S
             return Err(invalid(format!(
                 "{}: no scale_factor in the file (tensor or metadata): set the parameter \
                  `scale_factor` (the LDM checkpoint's, see convert_checkpoint.py ldm --buffers)",
-                request.shown
+                request.p.path.text
             )))
         }
     };
     if !(value.is_finite() && value > 0.0) {
         return Err(invalid(format!(
             "{}: scale_factor {value} must be positive",
-            request.shown
+            request.p.path.text
         )));
     }
     Ok(value)
@@ -455,34 +355,15 @@ fn resolve_scale_factor(request: &Request, tensor: Option<f64>) -> Result<f64, S
 /// `scale_factor` from the safetensors header's `__metadata__`, if present. Only the
 /// header is read: a paper-scale UNet file is large.
 fn metadata_scale_factor(path: &Path) -> Result<Option<f64>, StageError> {
-    let header = read_safetensors_header(path)?;
-    let Some(text) = header
-        .get("__metadata__")
-        .and_then(|m| m.get("scale_factor"))
-    else {
+    let metadata = crate::weights::read_metadata(path).map_err(StageError::Invalid)?;
+    let Some(text) = metadata.get("scale_factor") else {
         return Ok(None);
     };
-    let parsed = text.as_str().and_then(|s| s.trim().parse::<f64>().ok());
-    parsed.map(Some).ok_or_else(|| {
+    let parsed = text.trim().parse::<f64>().map_err(|_| {
         invalid(format!(
-            "{}: metadata scale_factor {text} is not a number",
+            "{}: metadata scale_factor `{text}` is not a number",
             path.display()
         ))
-    })
-}
-
-/// The JSON header of a safetensors file (8-byte little-endian length, then JSON).
-fn read_safetensors_header(path: &Path) -> Result<Value, StageError> {
-    let bad = |e: String| invalid(format!("{}: not a safetensors file: {e}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
-    let len = u64::from_le_bytes(len);
-    // The format caps the header at 100 MB; a larger length is a damaged file.
-    if len > 100_000_000 {
-        return Err(bad(format!("header length {len}")));
-    }
-    let mut text = vec![0u8; len as usize];
-    file.read_exact(&mut text).map_err(|e| bad(e.to_string()))?;
-    serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))
+    })?;
+    Ok(Some(parsed))
 }

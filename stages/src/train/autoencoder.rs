@@ -1,38 +1,24 @@
-//! The pieces train-autoencoder and finetune-decoder share: presets, the AE and its
+//! The pieces train-autoencoder and finetune-decoder share: the AE and its
 //! LPIPSWithDiscriminator loss in two VarStores, and one alternating step (AE optimizer,
 //! then discriminator optimizer on the same batch and detached x̂, SPEC §2.5).
 
+use super::driver::require_batch;
+use super::images::Batch;
 use super::memory_format::prepare_var_store;
 use super::mixed::MixedPrecision;
 use super::named::{restore_into, take_prefix, trainable, vars_with_prefix};
 use super::optim::{Adam, AdamConfig};
+use super::{StepReport, Trainable};
+use crate::artifact::unet_classifier::classify;
 use crate::losses::{AeLossConfig, LpipsWithDiscriminator};
 use crate::models::autoencoder::AutoencoderConfig;
 use crate::models::autoencoder::AutoencoderKL;
 use crate::models::discriminator::DiscriminatorConfig;
+use crate::models::unet::EncoderUNetModel;
 use histodiff_engine::stage::StageError;
 use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-
-/// `paper`: kl-f4 and the PatchGAN of SPEC §2; `tiny`: a CPU-sized AE (f = 2, 32 px
-/// resolution bookkeeping) and a 2-layer, 16-wide PatchGAN.
-pub fn preset(name: &str) -> Result<(AutoencoderConfig, DiscriminatorConfig), StageError> {
-    match name {
-        "paper" => Ok((AutoencoderConfig::default(), DiscriminatorConfig::default())),
-        "tiny" => Ok((
-            AutoencoderConfig::tiny(),
-            DiscriminatorConfig {
-                in_channels: 3,
-                ndf: 16,
-                n_layers: 2,
-            },
-        )),
-        other => Err(StageError::Invalid(format!(
-            "unknown preset `{other}` (tiny or paper)"
-        ))),
-    }
-}
 
 /// The AE, its loss, and one Adam per side.
 pub struct AeTraining {
@@ -243,4 +229,59 @@ fn disc_params(loss_vs: &VarStore) -> Vec<(String, Tensor)> {
         .into_iter()
         .filter(|(k, _)| k.starts_with("discriminator."))
         .collect()
+}
+
+/// The classifier term of decoder fine-tuning (Eq. 5): λ_CE·CE(φ(x̂), y), φ frozen.
+pub struct ClassifierTerm {
+    pub phi: EncoderUNetModel,
+    pub lambda: f64,
+}
+
+/// An autoencoder fit as the driver runs it: Eq. 4 alone (train-autoencoder), or with the
+/// classifier term of Eq. 5 (finetune-decoder), whose CE is reported instead of the KL.
+pub struct AeFit {
+    pub training: AeTraining,
+    pub classifier: Option<ClassifierTerm>,
+}
+
+impl Trainable for AeFit {
+    fn step(&mut self, step: u64, batch: Option<&Batch>) -> Result<StepReport, StageError> {
+        let batch = require_batch(batch)?;
+        let device = self.training.ae_vs.device();
+        let x = batch.unit_range(device);
+        let Some(term) = &self.classifier else {
+            let v = self.training.step(&x, step as i64, |_| Ok(None))?;
+            return Ok(report(&v, ("kl", v.kl)));
+        };
+        let y = batch.labels(device)?;
+        let mut ce_value = 0.0;
+        let v = self.training.step(&x, step as i64, |xrec| {
+            let ce = classify(&term.phi, xrec, false).cross_entropy_for_logits(&y);
+            ce_value = ce.double_value(&[]);
+            Ok(Some(ce * term.lambda))
+        })?;
+        Ok(report(&v, ("ce", ce_value)))
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.training.state()
+    }
+
+    fn restore(&mut self, state: Vec<(String, Tensor)>) -> Result<(), StageError> {
+        self.training.restore(&state)
+    }
+}
+
+/// A step's loss and metrics; `second` is the KL, or the CE when fine-tuning.
+fn report(v: &AeStepValues, second: (&'static str, f64)) -> StepReport {
+    StepReport {
+        loss: v.total,
+        metrics: vec![
+            ("rec", v.rec),
+            second,
+            ("g_loss", v.g_loss),
+            ("d_weight", v.d_weight),
+            ("disc_loss", v.disc_loss),
+        ],
+    }
 }

@@ -1,9 +1,56 @@
 //! Named tensor lists: how a training state is flattened into one checkpoint file
 //! (prefix per component, PyTorch names inside) and split again on resume.
 
+use histodiff_engine::stage::StageError;
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use tch::nn::VarStore;
 use tch::Tensor;
+
+/// A checkpoint's tensors being restored into a run's parts; errors read `checkpoint: …`.
+pub struct Restore {
+    tensors: Vec<(String, Tensor)>,
+    by_name: BTreeMap<String, Tensor>,
+}
+
+impl Restore {
+    pub fn new(tensors: Vec<(String, Tensor)>) -> Self {
+        let by_name = tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect();
+        Self { tensors, by_name }
+    }
+
+    /// The variables of `vs`, saved under `prefix`; `what` names them in errors.
+    pub fn vars(&self, vs: &VarStore, prefix: &str, what: &str) -> Result<(), StageError> {
+        restore_into(vs, &take_prefix(&self.tensors, prefix), |_| true, what).map_err(failed)
+    }
+
+    /// A part that restores itself from the tensors by name (an optimizer's or an EMA's
+    /// `load_state_tensors`).
+    pub fn part<E: Display>(
+        &self,
+        load: impl FnOnce(&BTreeMap<String, Tensor>) -> Result<(), E>,
+    ) -> Result<(), StageError> {
+        load(&self.by_name).map_err(failed)
+    }
+
+    /// The tensor saved as `name`.
+    pub fn tensor(&self, name: &str) -> Result<&Tensor, StageError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| failed(format!("lacks `{name}`")))
+    }
+
+    pub fn by_name(&self) -> &BTreeMap<String, Tensor> {
+        &self.by_name
+    }
+}
+
+fn failed(e: impl Display) -> StageError {
+    StageError::Invalid(format!("checkpoint: {e}"))
+}
 
 /// Every variable of `vs` under `prefix`, sorted by name (deterministic file layout).
 pub fn vars_with_prefix(vs: &VarStore, prefix: &str) -> Vec<(String, Tensor)> {

@@ -11,14 +11,23 @@
 //! The tiny preset (a CPU-sized ViT for tests, the quickstart and the small-data benchmark)
 //! keeps the paper recipe's shape with sizes tuned on small data (benches/small_data_classifier.py).
 
-use super::super::schema::optional;
+use super::super::params::{choice, Choice};
+use super::Params;
+use crate::presets::Preset;
 use crate::train::augment::{AugmentConfig, Flips};
 use crate::train::lr::ScheduleKind;
-use histodiff_engine::stage::{StageContext, StageError};
 use serde_json::{json, Value};
 
-/// The `recipe` parameter's values.
-pub const RECIPES: [&str; 2] = ["paper", "official"];
+/// The `recipe` parameter: whose training choices fill the unset parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipeName {
+    /// The paper's stated values, and sensible ones where it is silent (SPEC §8.1).
+    Paper,
+    /// The official `eval.py`'s DeiT recipe (SPEC §8.2).
+    Official,
+}
+
+choice!(RecipeName { "paper" => Paper, "official" => Official });
 
 /// What the official recipe (SPEC §8.2) does that this kind does not, for the log and
 /// `training.json`.
@@ -37,8 +46,8 @@ pub const NOT_REPRODUCED: [&str; 9] = [
 /// Every training choice of a run, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
-    pub preset: String,
-    pub recipe: String,
+    pub preset: Preset,
+    pub recipe: RecipeName,
     pub epochs: u64,
     pub batch_size: usize,
     pub lr: f64,
@@ -57,13 +66,13 @@ impl Recipe {
     /// The defaults of `recipe` for `preset`, before any parameter overrides them. The
     /// official learning rate depends on the batch size (5e-4 · batch / 512, SPEC §8.2), so
     /// it is computed after the batch size is known (see [`Recipe::from_params`]).
-    pub fn defaults(preset: &str, recipe: &str) -> Self {
-        if recipe == "official" {
+    pub fn defaults(preset: Preset, recipe: RecipeName) -> Self {
+        if recipe == RecipeName::Official {
             return Self::official(preset);
         }
         let base = Self {
-            preset: preset.into(),
-            recipe: recipe.into(),
+            preset,
+            recipe,
             epochs: 200,
             batch_size: 128,
             lr: 1e-4,
@@ -83,7 +92,7 @@ impl Recipe {
                 crop_scale: 0.6,
             },
         };
-        if preset != "tiny" {
+        if preset != Preset::Tiny {
             return base;
         }
         // Tuned on ~100-image training sets (benches/small_data_classifier.py): a tiny
@@ -100,10 +109,10 @@ impl Recipe {
     /// SPEC §8.2: batch 256, 300 epochs, AdamW wd 0.05, base lr 5e-4 scaled by batch/512,
     /// cosine with 5 warm-up epochs from 1e-6 to a floor of 1e-5, drop-path 0.1, label
     /// smoothing 0.1, RandomResizedCrop (scale 0.08–1) and horizontal flips.
-    fn official(preset: &str) -> Self {
+    fn official(preset: Preset) -> Self {
         Self {
-            preset: preset.into(),
-            recipe: "official".into(),
+            preset,
+            recipe: RecipeName::Official,
             epochs: 300,
             batch_size: 256,
             lr: official_lr(256),
@@ -124,56 +133,49 @@ impl Recipe {
     }
 
     /// The recipe's defaults overridden by every parameter the pipeline set.
-    pub fn from_params(ctx: &StageContext) -> Result<Self, StageError> {
-        let mut r = Self::defaults(ctx.param_str("preset")?, ctx.param_str("recipe")?);
-        if let Some(v) = opt_u64(ctx, "epochs")? {
-            r.epochs = v;
-        }
-        if let Some(v) = opt_u64(ctx, "batch_size")? {
-            r.batch_size = v as usize;
-            if r.recipe == "official" {
-                r.lr = official_lr(v);
+    pub fn from_params(p: &Params) -> Self {
+        let mut r = Self::defaults(p.preset, p.recipe);
+        r.epochs = p.epochs.unwrap_or(r.epochs);
+        if let Some(batch) = p.batch_size {
+            r.batch_size = batch;
+            if r.recipe == RecipeName::Official {
+                r.lr = official_lr(batch as u64);
             }
         }
-        set_f64(ctx, "lr", &mut r.lr)?;
-        set_f64(ctx, "weight_decay", &mut r.weight_decay)?;
-        if r.recipe == "paper" {
+        r.lr = p.lr.unwrap_or(r.lr);
+        r.weight_decay = p.weight_decay.unwrap_or(r.weight_decay);
+        if r.recipe == RecipeName::Paper {
             // A short run (the quickstart's 8 epochs) would spend most of itself warming
             // up: the paper recipe's warm-up is 5 epochs but at most a tenth of the run.
             r.warmup_epochs = r.warmup_epochs.min(r.epochs as f64 / 10.0);
         }
-        set_f64(ctx, "warmup_epochs", &mut r.warmup_epochs)?;
-        set_f64(ctx, "min_lr", &mut r.min_lr)?;
-        set_f64(ctx, "drop_path", &mut r.drop_path)?;
-        set_f64(ctx, "label_smoothing", &mut r.label_smoothing)?;
-        set_f64(ctx, "color_jitter", &mut r.augment.color_jitter)?;
-        set_f64(ctx, "crop_scale", &mut r.augment.crop_scale)?;
-        if let Some(name) = opt_str(ctx, "schedule")? {
-            r.schedule = ScheduleKind::parse(name).ok_or_else(|| bad("schedule", name))?;
-        }
-        if let Some(name) = opt_str(ctx, "flips")? {
-            r.augment.flips = Flips::parse(name).ok_or_else(|| bad("flips", name))?;
-        }
-        if let Some(v) = optional(ctx, "rot90") {
-            r.augment.rot90 = v.as_bool().ok_or_else(|| bad("rot90", &v.to_string()))?;
-        }
+        r.warmup_epochs = p.warmup_epochs.unwrap_or(r.warmup_epochs);
+        r.min_lr = p.min_lr.unwrap_or(r.min_lr);
+        r.drop_path = p.drop_path.unwrap_or(r.drop_path);
+        r.label_smoothing = p.label_smoothing.unwrap_or(r.label_smoothing);
+        r.schedule = p.schedule.unwrap_or(r.schedule);
+        let a = &mut r.augment;
+        a.color_jitter = p.color_jitter.unwrap_or(a.color_jitter);
+        a.crop_scale = p.crop_scale.unwrap_or(a.crop_scale);
+        a.flips = p.flips.unwrap_or(a.flips);
+        a.rot90 = p.rot90.unwrap_or(a.rot90);
         // timm's warm-up starts at warmup_lr_init; never start above the base rate.
         r.warmup_lr = r.warmup_lr.min(r.lr);
-        Ok(r)
+        r
     }
 
     /// The recipe as written into `training.json`.
     pub fn to_json(&self) -> Value {
         let a = &self.augment;
         json!({
-            "preset": self.preset,
-            "recipe": self.recipe,
+            "preset": self.preset.name(),
+            "recipe": self.recipe.to_name(),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "optimizer": "AdamW (betas 0.9, 0.999; eps 1e-8)",
             "lr": self.lr,
             "weight_decay": self.weight_decay,
-            "schedule": schedule_name(self.schedule),
+            "schedule": self.schedule.to_name(),
             "warmup_epochs": self.warmup_epochs,
             "warmup_lr": self.warmup_lr,
             "min_lr": self.min_lr,
@@ -194,52 +196,13 @@ fn official_lr(batch: u64) -> f64 {
     5e-4 * batch as f64 / 512.0
 }
 
-pub fn schedule_name(kind: ScheduleKind) -> &'static str {
-    match kind {
-        ScheduleKind::Cosine => "cosine",
-        ScheduleKind::Anneal => "anneal",
-        ScheduleKind::Constant => "constant",
-    }
-}
-
-fn bad(name: &str, value: &str) -> StageError {
-    StageError::Invalid(format!("parameter `{name}`: unknown value `{value}`"))
-}
-
-fn opt_u64(ctx: &StageContext, name: &str) -> Result<Option<u64>, StageError> {
-    optional(ctx, name)
-        .map(|v| {
-            v.as_u64()
-                .ok_or_else(|| StageError::Invalid(format!("parameter `{name}` must be ≥ 0")))
-        })
-        .transpose()
-}
-
-fn opt_str<'a>(ctx: &'a StageContext, name: &str) -> Result<Option<&'a str>, StageError> {
-    optional(ctx, name)
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| StageError::Invalid(format!("parameter `{name}` must be a string")))
-        })
-        .transpose()
-}
-
-fn set_f64(ctx: &StageContext, name: &str, slot: &mut f64) -> Result<(), StageError> {
-    if let Some(v) = optional(ctx, name) {
-        *slot = v
-            .as_f64()
-            .ok_or_else(|| StageError::Invalid(format!("parameter `{name}` must be a number")))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn official_recipe_is_spec_8_2() {
-        let r = Recipe::defaults("official", "official");
+        let r = Recipe::defaults(Preset::Official, RecipeName::Official);
         assert_eq!((r.epochs, r.batch_size), (300, 256));
         assert_eq!(r.lr, 2.5e-4, "5e-4 · 256/512");
         assert_eq!((r.weight_decay, r.min_lr, r.warmup_lr), (0.05, 1e-5, 1e-6));
@@ -257,7 +220,7 @@ mod tests {
 
     #[test]
     fn paper_recipe_keeps_the_papers_stated_values() {
-        let r = Recipe::defaults("paper", "paper");
+        let r = Recipe::defaults(Preset::Paper, RecipeName::Paper);
         assert_eq!((r.epochs, r.batch_size, r.lr), (200, 128, 1e-4));
         assert_eq!(
             r.label_smoothing, 0.0,

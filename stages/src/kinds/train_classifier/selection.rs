@@ -5,8 +5,8 @@
 //! the model the stage writes. The test set never reaches this module: the validation set
 //! is built from the training inputs only, and the test set is read after training.
 
-use super::super::classifier::{for_each_chunk, model_input};
-use super::super::schema::invalid;
+use crate::artifact::classifier::model_input;
+use crate::artifact::invalid;
 use crate::artifact::{ImageSet, ImageSetWriter, DEFAULT_SHARD_SIZE};
 use crate::data::subset::{complement, select, PerClass, SubsetSize};
 use crate::models::vit::VisionTransformer;
@@ -193,7 +193,7 @@ impl Selection {
         let _guard = tch::no_grad_guard();
         let size = model.config().image_size;
         let (mut right, mut loss_sum, mut seen) = (0i64, 0.0f64, 0usize);
-        for_each_chunk(&self.val, self.batch, |images| {
+        self.val.for_each_chunk(self.batch, |images| {
             let n = images.size()[0] as usize;
             let truth = Tensor::from_slice(&self.labels[seen..seen + n]).to_device(self.device);
             let logits = model.forward_t(&model_input(images, size, self.device), false);
@@ -206,7 +206,7 @@ impl Selection {
                 logits.cross_entropy_loss::<Tensor>(&truth, None, tch::Reduction::Sum, -100, 0.0);
             loss_sum += loss.double_value(&[]);
             seen += n;
-            Ok(())
+            Ok::<(), StageError>(())
         })?;
         let n = seen.max(1) as f64;
         Ok(Score {

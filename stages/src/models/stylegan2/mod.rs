@@ -172,3 +172,8 @@ impl Generator {
             .forward(&ws, SynthesisMode { noise, fused: true })
     }
 }
+
+/// Class labels as the one-hot float conditioning c [N, classes].
+pub fn one_hot(labels: &Tensor, classes: i64) -> Tensor {
+    labels.one_hot(classes).to_kind(tch::Kind::Float)
+}
