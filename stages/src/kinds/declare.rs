@@ -2,7 +2,7 @@
 //! parameters and input slots) and generates its [`Stage`] impl; the kind's module then
 //! holds only `fn run(ctx: &mut StageContext, p: Params) -> Result<(), StageError>`.
 //!
-//! ```ignore
+//! ```text
 //! kind! {
 //!     /// procedural tissue-like demo images for the 9 CRC classes, as PNG class folders
 //!     Demo("data/demo", version: 1) -> [folder] {
