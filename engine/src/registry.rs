@@ -96,6 +96,21 @@ pub struct Registry {
     kinds: BTreeMap<String, KindSpec>,
 }
 
+impl ParamType {
+    /// The type as an error message names it ("an integer", "a list of a string").
+    pub fn describe(&self) -> String {
+        match self {
+            ParamType::Bool => "a boolean".into(),
+            ParamType::Int { .. } => "an integer".into(),
+            ParamType::Float { .. } => "a number".into(),
+            ParamType::String => "a string".into(),
+            ParamType::Enum { values } => format!("one of {}", values.join(", ")),
+            ParamType::Path => "a path (string)".into(),
+            ParamType::List { item } => format!("a list of {}", item.describe()),
+        }
+    }
+}
+
 impl Registry {
     /// A registry holding only the built-in `command` kind.
     pub fn with_builtins() -> Self {

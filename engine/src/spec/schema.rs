@@ -161,7 +161,7 @@ fn typed(
             diag.report(
                 node.pos,
                 ctx,
-                format!("expected {}, found {}", type_text(ty), node.type_name()),
+                format!("expected {}, found {}", ty.describe(), node.type_name()),
             );
             return None;
         }
@@ -195,18 +195,6 @@ fn in_range(
         format!("{shown} is out of range: must be {range}"),
     );
     None
-}
-
-fn type_text(ty: &ParamType) -> String {
-    match ty {
-        ParamType::Bool => "a boolean".into(),
-        ParamType::Int { .. } => "an integer".into(),
-        ParamType::Float { .. } => "a number".into(),
-        ParamType::String => "a string".into(),
-        ParamType::Enum { values } => format!("one of {}", values.join(", ")),
-        ParamType::Path => "a path (string)".into(),
-        ParamType::List { item } => format!("a list of {}", type_text(item)),
-    }
 }
 
 /// `p` made absolute against `base`, with `.` and `..` removed lexically (the path may

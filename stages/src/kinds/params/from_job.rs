@@ -71,19 +71,7 @@ fn check(ty: &ParamType, value: &Value, nullable: bool) -> Result<(), String> {
         (ParamType::List { item }, Value::Array(items)) => {
             items.iter().try_for_each(|i| check(item, i, false))
         }
-        (ty, value) => Err(format!("expected {}, found {value}", type_name(ty))),
-    }
-}
-
-fn type_name(ty: &ParamType) -> String {
-    match ty {
-        ParamType::Bool => "a boolean".into(),
-        ParamType::Int { .. } => "an integer".into(),
-        ParamType::Float { .. } => "a number".into(),
-        ParamType::String => "a string".into(),
-        ParamType::Enum { values } => format!("one of {}", values.join(", ")),
-        ParamType::Path => "a path".into(),
-        ParamType::List { item } => format!("a list of {}", type_name(item)),
+        (ty, value) => Err(format!("expected {}, found {value}", ty.describe())),
     }
 }
 
