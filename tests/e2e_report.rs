@@ -50,6 +50,14 @@ fn executions_of(p: &Project, run: i64) -> BTreeMap<i64, (String, String)> {
             let id = fields[0][1..].parse().expect("an execution id");
             let key = fields[3].trim_matches(|c| c == '[' || c == ']').to_string();
             found.insert(id, (fields[2].to_string(), key));
+        } else if in_run && fields.len() >= 6 && fields[1] == "cached" {
+            // A cache hit has no id of its own: `- cached INSTANCE [KEY] reused #ID`.
+            let id = fields[5]
+                .trim_start_matches('#')
+                .parse()
+                .expect("a reused id");
+            let key = fields[3].trim_matches(|c| c == '[' || c == ']').to_string();
+            found.insert(id, (fields[2].to_string(), key));
         }
     }
     found

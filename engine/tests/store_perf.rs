@@ -67,17 +67,14 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
     let (started, cpu_started) = (Instant::now(), cpu_time());
     let hits = store.cached_many(&keys).await.unwrap();
     let looked_up = started.elapsed();
-    let records: Vec<(NewExecution, ExecutionId)> = (0..n - 1)
-        .map(|i| {
-            let hit = NewExecution {
-                stage_key: keys[i].clone(),
-                fingerprint: String::new(),
-                ..new_exec(second, &format!("m[i={i}]"))
-            };
-            (hit, hits[&keys[i]].execution_id)
+    let records: Vec<NewCacheHit> = (0..n - 1)
+        .map(|i| NewCacheHit {
+            stage: "m".into(),
+            instance: format!("m[i={i}]"),
+            source: hits[&keys[i]].execution_id,
         })
         .collect();
-    store.record_cache_hits(&records).await.unwrap();
+    store.record_cache_hits(second, 0, &records).await.unwrap();
     let (total, cpu) = (started.elapsed(), cpu_time() - cpu_started);
     eprintln!(
         "cached_many({n}): {looked_up:?}; with record_cache_hits: {total:?} wall, {cpu:?} CPU"

@@ -140,7 +140,7 @@ async fn the_example_queries_run_and_answer() {
         .unwrap();
     // crc → fewshot → evaluate, each one output; evaluate reports accuracy.
     let mut previous: Vec<InputEdge> = Vec::new();
-    let mut outs = Vec::new();
+    let (mut outs, mut ids) = (Vec::new(), Vec::new());
     for name in ["crc", "fewshot", "evaluate[ratio=1]"] {
         let new = NewExecution {
             run_id: run,
@@ -153,6 +153,7 @@ async fn the_example_queries_run_and_answer() {
             fingerprint: "{}".into(),
         };
         let id = store.start_execution(&new).await.unwrap();
+        ids.push(id);
         let out = output(&store, dir.path(), name.as_bytes());
         let outcome = Outcome::Succeeded {
             outputs: BTreeMap::from([("out".to_string(), out.clone())]),
@@ -167,12 +168,33 @@ async fn the_example_queries_run_and_answer() {
         }];
         outs.push(out);
     }
+    // A second run finds crc and fewshot in the cache.
+    let second = store
+        .begin_run(&NewRun {
+            pipeline: "p".into(),
+            file: "p.yaml".into(),
+            host: "h".into(),
+            pid: 1,
+        })
+        .await
+        .unwrap();
+    let hits: Vec<NewCacheHit> = ["crc", "fewshot"]
+        .into_iter()
+        .zip(&ids)
+        .map(|(name, &source)| NewCacheHit {
+            stage: name.into(),
+            instance: name.into(),
+            source,
+        })
+        .collect();
+    store.record_cache_hits(second, 0, &hits).await.unwrap();
     let examples = sql_examples();
-    assert_eq!(examples.len(), 5);
+    assert_eq!(examples.len(), 6);
     // (bound value, expected number of rows) per example, in document order.
     let last = outs[2].hash.0.clone();
     let first = outs[0].hash.0.clone();
     let cases = [
+        (Some(second.0.to_string()), 2),  // the second run's cache hits
         (Some(last), 3),                  // lineage of evaluate's output
         (Some("fewshot".to_string()), 2), // fewshot read crc, wrote one output
         (Some(first), 2),                 // downstream of crc's output

@@ -54,7 +54,18 @@ pub async fn status(store: &dyn Store, recent: usize) -> Result<i32, CliError> {
     Ok(OK)
 }
 
+/// One line per record; a cache hit has no id of its own and names the one it reused.
 fn execution_line(e: &ExecutionRecord) -> String {
+    if e.status == ExecStatus::Cached {
+        return format!(
+            "{:<6} {:<11} {} [{}] reused #{}",
+            "-",
+            e.status.as_str(),
+            e.instance,
+            e.stage_key.short(),
+            e.id
+        );
+    }
     let duration = e
         .duration
         .map(|ms| format!(" {:.2}s", ms as f64 / 1000.0))

@@ -29,9 +29,12 @@ pub struct RunGraph {
     pub run: RunRecord,
     /// Oldest first, cache hits included.
     pub executions: Vec<ExecutionView>,
-    /// Positions in `executions`, by execution id and by instance (oldest first).
+    /// Positions in `executions`: of the executions that ran, by id; of every record, by
+    /// instance (oldest first).
     by_id: HashMap<ExecutionId, usize>,
     by_instance: HashMap<String, Vec<usize>>,
+    /// Of the cache hits, by the id of the execution they reused: the first.
+    first_hit: HashMap<ExecutionId, usize>,
     /// Each artifact an execution of the run wrote: the first such execution.
     writers: HashMap<ArtifactHash, usize>,
     /// The artifacts an execution of the run that succeeded (or was a cache hit) read.
@@ -94,12 +97,18 @@ impl RunGraph {
             run,
             by_id: HashMap::with_capacity(executions.len()),
             by_instance: HashMap::with_capacity(executions.len()),
+            first_hit: HashMap::new(),
             writers: HashMap::new(),
             consumed: HashSet::new(),
             executions: Vec::new(),
         };
         for (i, e) in executions.iter().enumerate() {
-            graph.by_id.insert(e.record.id, i);
+            // A cache hit carries its source's id, which is not an execution of this run.
+            if e.record.status != ExecStatus::Cached {
+                graph.by_id.insert(e.record.id, i);
+            } else {
+                graph.first_hit.entry(e.record.id).or_insert(i);
+            }
             let instance = e.record.instance.clone();
             graph.by_instance.entry(instance).or_default().push(i);
             for hash in e.outputs.values() {
@@ -114,9 +123,24 @@ impl RunGraph {
         graph
     }
 
-    /// This run's execution `id`.
+    /// This run's execution `id` (one that ran, not a cache hit).
     pub fn execution(&self, id: ExecutionId) -> Option<&ExecutionView> {
         self.by_id.get(&id).map(|&i| &self.executions[i])
+    }
+
+    /// Whether links to execution `view.record.id` should land on `view`: it is that
+    /// execution, or a cache hit of it, the run's first, when the execution itself did not
+    /// run in this run (a hit carries its source's id, and several hits can share one).
+    pub fn is_anchor(&self, view: &ExecutionView) -> bool {
+        let id = view.record.id;
+        if view.record.status != ExecStatus::Cached {
+            return true;
+        }
+        if self.by_id.contains_key(&id) {
+            return false;
+        }
+        let first = self.first_hit.get(&id).map(|&i| &self.executions[i]);
+        first.is_some_and(|first| std::ptr::eq(first, view))
     }
 
     /// This run's executions of `instance`, oldest first.
@@ -286,7 +310,7 @@ pub fn fingerprint_inputs(f: &Fingerprint) -> Vec<InputEdge> {
 mod tests {
     use super::*;
     use histodiff_engine::protocol::{ArtifactKind, OutputArtifact};
-    use histodiff_engine::store::{self, NewExecution, NewRun, Outcome};
+    use histodiff_engine::store::{self, NewCacheHit, NewExecution, NewRun, Outcome};
     use std::sync::Arc;
 
     /// A `command` fingerprint reading `inputs` (slot, hash); `salt` tells keys apart.
@@ -440,17 +464,13 @@ mod tests {
         let store = &*store;
         let first = first_run(store).await;
         let second = begin(store).await;
-        let hits = [
-            (
-                new_execution(second, "prepare", &first.prepare.1),
-                first.prepare.0,
-            ),
-            (
-                new_execution(second, "train", &first.train.1),
-                first.train.0,
-            ),
-        ];
-        store.record_cache_hits(&hits).await.unwrap();
+        let hit = |name: &str, source| NewCacheHit {
+            stage: name.into(),
+            instance: name.into(),
+            source,
+        };
+        let hits = [hit("prepare", first.prepare.0), hit("train", first.train.0)];
+        store.record_cache_hits(second, 0, &hits).await.unwrap();
         let graph = assert_source_edges(store, second).await;
         assert_eq!(graph.executions[1].outputs["out"], first.model);
 

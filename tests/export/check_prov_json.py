@@ -17,6 +17,8 @@ import sys
 
 from prov.model import ProvActivity, ProvDocument
 
+from store_rows import run_executions
+
 problems = []
 
 
@@ -29,6 +31,14 @@ def local(qname):
     return str(qname).split(":", 1)[1] if qname is not None else None
 
 
+def activity_id(e):
+    """A cache hit has no execution id of its own: its activity is named by run and instance."""
+    if e["status"] == "cached":
+        name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in e["instance"])
+        return f"run-{e['run_id']}-hit-{name}"
+    return f"execution-{e['id']}"
+
+
 def main():
     path, store, run_id = sys.argv[1], sys.argv[2], int(sys.argv[3])
     doc = ProvDocument.deserialize(source=path, format="json")
@@ -36,13 +46,12 @@ def main():
     for record in doc.get_records():
         records[type(record).__name__].append(record)
     con = sqlite3.connect(f"file:{store}/histodiff.db?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    executions = con.execute("SELECT * FROM executions WHERE run_id = ?", (run_id,)).fetchall()
+    executions = run_executions(con, run_id)
     activities = {local(a.identifier): a for a in records["ProvActivity"]}
     entities = {local(e.identifier) for e in records["ProvEntity"]}
     inputs = outputs = 0
     for e in executions:
-        activity = activities.get(f"execution-{e['id']}")
+        activity = activities.get(activity_id(e))
         if not activity:
             problems.append(f"execution {e['id']} is no activity")
             continue
@@ -58,7 +67,7 @@ def main():
                 outputs += 1
                 check(artifact in entities, f"output {artifact} of execution {e['id']} is no entity")
         if e["cached_from"]:
-            informed = [r for r in records["ProvCommunication"] if local(r.formal_attributes[0][1]) == f"execution-{e['id']}"]
+            informed = [r for r in records["ProvCommunication"] if local(r.formal_attributes[0][1]) == activity_id(e)]
             check(any(local(r.formal_attributes[1][1]) == f"execution-{source}" for r in informed), f"cache hit {e['id']} is not informed by {source}")
     check(f"run-{run_id}" in activities, f"run {run_id} is no activity")
     check(len(records["ProvStart"]) == len(executions), f"{len(records['ProvStart'])} wasStartedBy for {len(executions)} executions")

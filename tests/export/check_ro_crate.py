@@ -16,10 +16,12 @@ import json
 import pathlib
 import sqlite3
 import sys
+import urllib.parse
 
 from rocrate.rocrate import ROCrate
 
 import offline_context
+from store_rows import run_executions
 
 PROFILE = "provenance-run-crate-0.5"
 COMPLETED = "http://schema.org/CompletedActionStatus"
@@ -48,14 +50,21 @@ def load_store(db, run_id):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     con.row_factory = sqlite3.Row
     run = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    executions = con.execute("SELECT * FROM executions WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+    executions = run_executions(con, run_id)
     edges = {}
     for e in executions:
         source = e["cached_from"] or e["id"]
         inputs = {r["artifact"] for r in con.execute("SELECT artifact FROM execution_inputs WHERE execution_id = ?", (source,))}
         outputs = {r["artifact"] for r in con.execute("SELECT artifact FROM execution_outputs WHERE execution_id = ?", (source,))}
-        edges[e["id"]] = (inputs, outputs)
+        edges[action_id(e)] = (inputs, outputs)
     return run, executions, edges
+
+
+def action_id(e):
+    """A cache hit has no execution id of its own: its action is named by run and instance."""
+    if e["status"] == "cached":
+        return f"#run-{e['run_id']}-hit/" + urllib.parse.quote(e["instance"], safe="-._~!$&'()*+,;=:@/")
+    return f"#execution-{e['id']}"
 
 
 def hashes(entities):
@@ -80,7 +89,7 @@ def check_workflow(crate, crate_dir, run):
 
 
 def check_execution(crate, e, edges):
-    action = crate.get(f"#execution-{e['id']}")
+    action = crate.get(action_id(e))
     if not check(action is not None, f"execution {e['id']} ({e['instance']}) has no CreateAction"):
         return
     check(action.type == "CreateAction", f"{action.id} is a {action.type}")
@@ -98,7 +107,7 @@ def check_execution(crate, e, edges):
     check(status == expected, f"{action.id}: actionStatus {status} for status {e['status']}")
     if e["status"] == "failed":
         check(bool(action.get("error")), f"{action.id}: a failed execution without its error")
-    inputs, outputs = edges[e["id"]]
+    inputs, outputs = edges[action_id(e)]
     read = hashes(as_list(action.get("object")))
     written = hashes(as_list(action.get("result")))
     check(inputs <= read, f"{action.id}: object lacks inputs {sorted(inputs - read)}")

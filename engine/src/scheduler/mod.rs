@@ -20,7 +20,7 @@ mod worker_events;
 use crate::executor::{Cancel, Executor};
 use crate::hash::StageKey;
 use crate::plan::Plan;
-use crate::store::{Holder, NewExecution, NewRun, RunId, RunStatus, Store};
+use crate::store::{ExecutionId, Holder, NewCacheHit, NewRun, RunId, RunStatus, Store};
 use execution::{ExecutionEnd, Launch, RunContext};
 use keys::{ExternalHashes, Outputs};
 use observer::{InstanceOutcome, Observer, RunEvent};
@@ -127,6 +127,7 @@ impl Scheduler {
             cancel: watch::channel(Cancel::Keep).0,
             summary: RunSummary::new(run_id),
             recording: JoinSet::new(),
+            batches: 0,
             ctx,
             externals,
         };
@@ -162,6 +163,8 @@ struct Loop {
     summary: RunSummary,
     /// Cache hits being written to the store while the next layer is keyed.
     recording: JoinSet<Result<(), crate::store::StoreError>>,
+    /// Cache-hit batches recorded so far (the number of the next one).
+    batches: u32,
     ctx: Arc<RunContext>,
     externals: Result<ExternalHashes, (std::path::PathBuf, String)>,
 }
@@ -230,7 +233,7 @@ impl Loop {
                 match cached.get(&key) {
                     Some(hit) => {
                         self.summary.cached += 1;
-                        hits.push((self.cache_hit(i, &key), hit.execution_id));
+                        hits.push(self.cache_hit(i, hit.execution_id));
                         self.state.resolve(
                             &self.ctx.plan,
                             i,
@@ -258,9 +261,10 @@ impl Loop {
                 // Nothing downstream reads these rows during the run: writing them
                 // alongside the next layer's keys and lookups takes them off the
                 // critical path of a no-op run (see `recorded`).
-                let store = self.ctx.store.clone();
+                let (store, run, batch) = (self.ctx.store.clone(), self.ctx.run_id, self.batches);
+                self.batches += 1;
                 self.recording
-                    .spawn(async move { store.record_cache_hits(&hits).await });
+                    .spawn(async move { store.record_cache_hits(run, batch, &hits).await });
             }
         }
     }
@@ -281,19 +285,13 @@ impl Loop {
         first
     }
 
-    /// The `cached` execution row of instance `i`. It stores no fingerprint: the
-    /// source's equals it (the keys are equal), and readers take that one.
-    fn cache_hit(&self, i: usize, key: &StageKey) -> NewExecution {
+    /// The cache-hit record of instance `i`, which reused execution `source`.
+    fn cache_hit(&self, i: usize, source: ExecutionId) -> NewCacheHit {
         let inst = &self.ctx.plan.instances[i];
-        NewExecution {
-            run_id: self.ctx.run_id,
-            stage_key: key.clone(),
+        NewCacheHit {
             stage: inst.stage.clone(),
             instance: inst.name.clone(),
-            kind: inst.kind.clone(),
-            kind_version: inst.kind_version,
-            attempt: 1,
-            fingerprint: String::new(),
+            source,
         }
     }
 

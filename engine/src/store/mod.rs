@@ -123,9 +123,16 @@ pub trait Store: Send + Sync {
         &self,
         keys: &[StageKey],
     ) -> StoreResult<HashMap<StageKey, CachedExecution>>;
-    /// Records, in one transaction, that these instances reused cached executions
-    /// (`executions` rows with status `cached`; their fingerprint is the source's).
-    async fn record_cache_hits(&self, hits: &[(NewExecution, ExecutionId)]) -> StoreResult<()>;
+    /// Records that these instances of `run` reused cached executions: one compact
+    /// `cache_hits` row (batch `batch`, numbered by the caller from 0), not a row per hit.
+    /// Readers of a run's executions see each hit as a `cached` record (see
+    /// [`ExecutionRecord`]).
+    async fn record_cache_hits(
+        &self,
+        run: RunId,
+        batch: u32,
+        hits: &[NewCacheHit],
+    ) -> StoreResult<()>;
 
     // --- reservations ---------------------------------------------------------------------
     /// Atomically claims `key`. A claim whose holder is dead (same host, `kill(pid, 0)`
@@ -178,7 +185,8 @@ pub trait Store: Send + Sync {
         }
         Ok(found)
     }
-    /// Executions of one run, or of every run, oldest first.
+    /// Executions of one run, or of every run, oldest first, with each cache hit as a
+    /// `cached` record whose id is its source's (a hit has no id of its own).
     async fn executions(&self, run: Option<RunId>) -> StoreResult<Vec<ExecutionRecord>>;
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>>;
     /// Executions pending or running now, oldest first.

@@ -176,6 +176,14 @@ pub struct NewExecution {
     pub fingerprint: String,
 }
 
+/// An instance of a run whose key was in the cache: it reused `source`'s outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCacheHit {
+    pub stage: String,
+    pub instance: String,
+    pub source: ExecutionId,
+}
+
 /// Where a worker runs (filled in once known).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerInfo {
@@ -215,7 +223,11 @@ pub struct CachedExecution {
     pub outputs: crate::plan::SmallMap<String, OutputArtifact>,
 }
 
-/// A row of `executions`.
+/// A row of `executions`, or a cache hit of a run read from `cache_hits`: status
+/// `cached`, the id, key, kind and fingerprint of the execution it reused (`cached_from`),
+/// its own run, stage and instance, attempt 0, and the time it was recorded as both start
+/// and end. A hit has no id of its own, so two records can share an id: key a run's
+/// records by instance, or skip the `cached` ones, where ids must be unique.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     pub id: ExecutionId,

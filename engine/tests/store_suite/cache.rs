@@ -1,38 +1,73 @@
-//! Cache hits: a hit is recorded as an execution pointing at its source and keeps the
-//! source's fingerprint and lineage; a hit whose object has vanished is no hit.
+//! Cache hits: a run's hits are one compact record, read back as `cached` records that
+//! point at their source and keep its fingerprint; a hit whose object vanished is no hit.
 
 use crate::store_support::*;
 use histodiff_engine::store::*;
 
-/// A hit recorded in a second run reads back as `cached` from the source execution, with
-/// the source's fingerprint (the hit itself carries none), and lineage leads to the source.
-pub async fn cache_hits_reuse_the_source_fingerprint(backend: &impl Backend) {
+/// Hits recorded in a second run, in two batches, read back in order as `cached` records
+/// of that run with the source's id, key and fingerprint; lineage by instance leads to
+/// the source, and `status` counts them. No `executions` row is written for them.
+pub async fn cache_hits_are_one_record_per_batch(backend: &impl Backend) {
     let store = backend.store().await;
     chain(&store, backend.dir()).await;
+    let before = store.executions(None).await.unwrap().len();
     let second = begin_run(&store).await;
-    let new = NewExecution {
-        fingerprint: String::new(),
-        ..new_exec(second, "fewshot")
+    let hit = store.cached(&key("fewshot")).await.unwrap().unwrap();
+    let first_batch = [NewCacheHit {
+        stage: "fewshot".into(),
+        instance: "fewshot".into(),
+        source: hit.execution_id,
+    }];
+    let renamed = NewCacheHit {
+        stage: "fewshot_copy".into(),
+        instance: "fewshot_copy[seed=2]".into(),
+        source: hit.execution_id,
     };
-    let hit = store.cached(&new.stage_key).await.unwrap().unwrap();
     store
-        .record_cache_hits(&[(new.clone(), hit.execution_id)])
+        .record_cache_hits(second, 0, &first_batch)
         .await
         .unwrap();
-    let rec = store.last_execution_of("fewshot").await.unwrap().unwrap();
+    store
+        .record_cache_hits(second, 1, &[renamed])
+        .await
+        .unwrap();
+    let records = store.executions(Some(second)).await.unwrap();
+    let names: Vec<&str> = records.iter().map(|r| r.instance.as_str()).collect();
+    assert_eq!(names, ["fewshot", "fewshot_copy[seed=2]"]);
+    let rec = &records[1];
     assert_eq!(
-        (rec.status, rec.cached_from),
-        (ExecStatus::Cached, Some(hit.execution_id))
+        (
+            rec.status,
+            rec.cached_from,
+            rec.id,
+            rec.run_id,
+            rec.stage.as_str()
+        ),
+        (
+            ExecStatus::Cached,
+            Some(hit.execution_id),
+            hit.execution_id,
+            second,
+            "fewshot_copy"
+        )
     );
+    assert_eq!(rec.stage_key, key("fewshot"));
     assert_eq!(
         rec.fingerprint.as_deref(),
         Some(r#"{"instance":"fewshot"}"#)
     );
+    assert_eq!(store.executions(None).await.unwrap().len(), before + 2);
+    assert_eq!(store.status().await.unwrap().executions["cached"], 2);
     let lineage = store
         .lineage(&LineageTarget::Instance("fewshot".into()))
         .await
         .unwrap();
     assert_eq!(lineage[0].execution_id, hit.execution_id);
+    let last = store.last_execution_of("fewshot").await.unwrap().unwrap();
+    assert_eq!(
+        (last.id, last.status),
+        (hit.execution_id, ExecStatus::Succeeded)
+    );
 }
 
 /// Deleting one output's object turns that key's hit into a miss, and only that key's.

@@ -21,7 +21,7 @@ macro_rules! store_checks {
             executions::a_success_round_trips_into_the_cache,
             executions::only_successes_are_cached,
             executions::a_failed_success_write_rolls_back_and_a_crash_leaves_only_garbage,
-            cache::cache_hits_reuse_the_source_fingerprint,
+            cache::cache_hits_are_one_record_per_batch,
             cache::a_hit_whose_object_vanished_is_not_a_hit,
             lineage::lineage_follows_edges_upstream,
             lineage::edges_lead_both_ways,

@@ -66,8 +66,13 @@ fn entity_id(hash: &ArtifactHash) -> String {
     format!("blake3:{hash}")
 }
 
+/// A cache hit has no execution id of its own (it carries its source's): its activity is
+/// named by its run and instance.
 fn activity_id(r: &ExecutionRecord) -> String {
-    format!("histodiff:execution-{}", r.id)
+    match r.status {
+        ExecStatus::Cached => format!("histodiff:run-{}-hit-{}", r.run_id, local(&r.instance)),
+        _ => format!("histodiff:execution-{}", r.id),
+    }
 }
 
 fn run_id(run: &RunRecord) -> String {

@@ -9,7 +9,7 @@
 
 use super::crate_files::Placement;
 use super::iso_time;
-use super::ro_crate::{formal_id, id, ids, step_id, tool_id, CratePlan, Graph, ENGINE};
+use super::ro_crate::{formal_id, fragment, id, ids, step_id, tool_id, CratePlan, Graph, ENGINE};
 use crate::commands::run_graph::{ExecutionView, RunGraph};
 use histodiff_engine::fingerprint::canonical_json;
 use histodiff_engine::hash::ArtifactHash;
@@ -22,12 +22,20 @@ fn run_action(run: &RunRecord) -> String {
     format!("#run-{}", run.id)
 }
 
+/// An execution's action; a cache hit has no execution id of its own (it carries its
+/// source's), so its action is named by its run and instance.
 fn execution_action(r: &ExecutionRecord) -> String {
-    format!("#execution-{}", r.id)
+    match r.status {
+        ExecStatus::Cached => format!("#run-{}-hit/{}", r.run_id, fragment(&r.instance)),
+        _ => format!("#execution-{}", r.id),
+    }
 }
 
 fn control_action(r: &ExecutionRecord) -> String {
-    format!("#control-{}", r.id)
+    match r.status {
+        ExecStatus::Cached => format!("#control-run-{}-hit/{}", r.run_id, fragment(&r.instance)),
+        _ => format!("#control-{}", r.id),
+    }
 }
 
 fn organize_action(run: &RunRecord) -> String {
@@ -177,7 +185,10 @@ fn add_execution(plan: &CratePlan, e: &ExecutionView, g: &mut Graph) {
     let mut entity = json!({
         "@id": action,
         "@type": "CreateAction",
-        "name": format!("{} (execution {})", r.instance, r.id),
+        "name": match r.status {
+            ExecStatus::Cached => format!("{} (cache hit of execution {})", r.instance, r.id),
+            _ => format!("{} (execution {})", r.instance, r.id),
+        },
         "description": describe(r),
         "instrument": id(&tool_id(e)),
         "agent": id(&agent.0),

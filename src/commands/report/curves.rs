@@ -66,7 +66,13 @@ impl Group {
 pub fn section(data: &RunData) -> Result<String, CliError> {
     let mut out = String::new();
     let mut charts = 0;
-    for e in data.graph.executions.iter().map(|e| &e.record) {
+    // A cache hit shares its source's id and curves: one block per id.
+    let anchors = data
+        .graph
+        .executions
+        .iter()
+        .filter(|v| data.graph.is_anchor(v));
+    for e in anchors.map(|e| &e.record) {
         let groups = grouped(
             data.metrics
                 .get(&e.id)

@@ -95,13 +95,14 @@ fn compact_row(data: &RunData, graph: &RunGraph, n: usize, detailed: bool) -> St
             esc(&node.instance),
         )
     };
-    let (execution, key) = match last.map(|e| &e.record) {
-        Some(e) => {
+    let (execution, key) = match last {
+        Some(view) => {
+            let e = &view.record;
             let cached = match e.cached_from {
                 Some(src) if e.status == ExecStatus::Cached => format!(" (reused #{src})"),
                 _ => String::new(),
             };
-            let target = if detailed {
+            let target = if detailed || !data.graph.is_anchor(view) {
                 String::new()
             } else {
                 format!(" id=\"{}\"", exec_anchor(e.id))
@@ -159,9 +160,13 @@ fn planned_params(data: &RunData, instance: &str) -> String {
 
 fn execution(data: &RunData, graph: &RunGraph, view: &ExecutionView) -> String {
     let e = &view.record;
+    let anchor = if data.graph.is_anchor(view) {
+        format!(" id=\"{}\"", exec_anchor(e.id))
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "<div class=\"exec\" id=\"{}\"><h4>execution #{} {} <span class=\"kind\">{} v{}</span></h4>\n<table class=\"kv\">",
-        exec_anchor(e.id),
+        "<div class=\"exec\"{anchor}><h4>execution #{} {} <span class=\"kind\">{} v{}</span></h4>\n<table class=\"kv\">",
         e.id,
         badge(state_of(e.status)),
         esc(&e.kind),

@@ -6,6 +6,7 @@
 mod bulk;
 mod cache;
 mod edges;
+mod hits;
 mod progress;
 mod queries;
 mod rows;
@@ -238,8 +239,13 @@ impl Store for SqlStore {
     ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
         self.lookup_cache(keys).await
     }
-    async fn record_cache_hits(&self, hits: &[(NewExecution, ExecutionId)]) -> StoreResult<()> {
-        self.insert_cache_hits(hits).await
+    async fn record_cache_hits(
+        &self,
+        run: RunId,
+        batch: u32,
+        hits: &[NewCacheHit],
+    ) -> StoreResult<()> {
+        self.insert_cache_hits(run, batch, hits).await
     }
     async fn reserve(&self, key: &StageKey, holder: &Holder) -> StoreResult<Reservation> {
         self.try_reserve(key, holder).await

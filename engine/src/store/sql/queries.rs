@@ -29,10 +29,10 @@ const LINEAGE_SQL: &str = "WITH RECURSIVE upstream(hash) AS ( \
 
 /// Start set for an artifact.
 const START_ARTIFACT: &str = "SELECT CAST($1 AS TEXT)";
-/// Start set for an instance: outputs of its newest successful (or cache-hit) execution.
+/// Start set for an instance: outputs of its newest successful execution (a cache hit
+/// reused one, so the newest that ran is the one whose outputs it has).
 const START_INSTANCE: &str = "SELECT o.artifact FROM execution_outputs o WHERE o.execution_id = ( \
-        SELECT COALESCE(x.cached_from, x.id) FROM executions x \
-        WHERE x.instance = $1 AND x.status IN ('succeeded', 'cached') \
+        SELECT x.id FROM executions x WHERE x.instance = $1 AND x.status = 'succeeded' \
         ORDER BY x.id DESC LIMIT 1)";
 
 impl SqlStore {
@@ -99,7 +99,18 @@ impl SqlStore {
             }
             None => self.executions_where("ORDER BY e.id", None).await?,
         };
-        found.iter().map(rows::execution).collect()
+        let mut records: Vec<ExecutionRecord> = found
+            .iter()
+            .map(rows::execution)
+            .collect::<StoreResult<_>>()?;
+        let hits = self.cache_hit_records(run).await?;
+        if !hits.is_empty() {
+            // Oldest first: a hit is as old as the moment it was recorded; the sort is
+            // stable, so executions started in the same millisecond keep their id order.
+            records.extend(hits);
+            records.sort_by_key(|e| (e.run_id.0, e.started.unwrap_or(0)));
+        }
+        Ok(records)
     }
 
     /// Executions pending or running now (the partial index of migration 0003).
@@ -286,6 +297,10 @@ impl SqlStore {
             status
                 .executions
                 .insert(rows::get(row, "status")?, rows::get(row, "n")?);
+        }
+        let hits = self.cache_hit_count().await?;
+        if hits > 0 {
+            status.executions.insert("cached".into(), hits);
         }
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY id");
         let active = sqlx::query(AssertSqlSafe(sql))

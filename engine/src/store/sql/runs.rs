@@ -1,14 +1,13 @@
 //! Writing runs and executions: start, worker details, outcome (with the lineage edges and
-//! the cache row of a success, in one transaction), cache hits, metrics and checkpoints.
+//! the cache row of a success, in one transaction), metrics and checkpoints.
 
-use super::bulk::tuple_fields;
-use super::{db_err, rows, SqlStore, BULK_ROWS};
+use super::{db_err, rows, SqlStore};
 use crate::hash::StageKey;
 use crate::store::liveness::now_ms;
 use crate::store::types::*;
 use crate::store::{StoreError, StoreResult};
 use sqlx::any::Any;
-use sqlx::{AssertSqlSafe, Transaction};
+use sqlx::Transaction;
 
 impl SqlStore {
     pub(super) async fn insert_run(&self, run: &NewRun) -> StoreResult<RunId> {
@@ -119,50 +118,6 @@ impl SqlStore {
             record_success(&mut tx, id, &key, outputs, inputs, metrics, now).await?;
         }
         tx.commit().await.map_err(db_err("finish execution"))
-    }
-
-    pub(super) async fn insert_cache_hits(
-        &self,
-        hits: &[(NewExecution, ExecutionId)],
-    ) -> StoreResult<()> {
-        if hits.is_empty() {
-            return Ok(());
-        }
-        // One bulk statement per chunk (see `bulk.rs`): a 10,000-hit layer of a no-op run
-        // is one parameter, not 100,000.
-        let sql = format!(
-            "INSERT INTO executions (run_id, stage_key, stage, instance, kind, kind_version, \
-             attempt, cached_from, started, finished, status, duration) \
-             SELECT {}, $2, $2, 'cached', 0 FROM {}",
-            tuple_fields(&[true, false, false, false, false, true, true, true]),
-            self.dialect.json_tuples(1)
-        );
-        let now = now_ms();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db_err("record cache hits"))?;
-        for chunk in hits.chunks(BULK_ROWS) {
-            let tuples: Vec<_> = chunk
-                .iter()
-                .map(|(n, source)| {
-                    let (key, stage, instance, kind) =
-                        (&n.stage_key.0, &n.stage, &n.instance, &n.kind);
-                    let (version, attempt) = (n.kind_version, n.attempt);
-                    (
-                        n.run_id.0, key, stage, instance, kind, version, attempt, source.0,
-                    )
-                })
-                .collect();
-            sqlx::query(AssertSqlSafe(sql.clone()))
-                .bind(serde_json::to_string(&tuples).expect("tuples serialise"))
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("record cache hits"))?;
-        }
-        tx.commit().await.map_err(db_err("record cache hits"))
     }
 
     pub(super) async fn insert_metric(
