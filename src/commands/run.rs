@@ -1,6 +1,7 @@
 //! `histodiff run PIPELINE`: execute what is not cached. Ctrl-C once asks workers to
-//! checkpoint and waits for them; twice kills them. The run ends by writing its HTML
-//! report under the store and printing where it is, with a short summary table.
+//! checkpoint and waits for them; twice kills them. A run that executed anything ends by
+//! writing its HTML report under the store and printing where it is, with a short
+//! summary table.
 
 use super::{load_plan, open_plan_store, registry};
 use crate::exit::{CliError, Coded, BAD_INPUT, INTERRUPTED, OK, STAGE_FAILED, STORE};
@@ -48,7 +49,14 @@ pub async fn run(pipeline: &Path, overrides: SettingsOverrides) -> Result<i32, C
     tokio::spawn(watch_ctrl_c(tx));
     let summary = scheduler.run(rx).await.code(STORE)?;
     print_summary(&summary);
-    super::report::after_run(&*report_store, summary.run_id, report_plan).await;
+    if ran_anything(&summary) {
+        super::report::after_run(&*report_store, summary.run_id, report_plan).await;
+    } else {
+        eprintln!(
+            "nothing ran, so no report was written (`histodiff report {} --html FILE` writes one)",
+            summary.run_id
+        );
+    }
     Ok(if summary.interrupted {
         INTERRUPTED
     } else if !summary.failed.is_empty() {
@@ -56,6 +64,13 @@ pub async fn run(pipeline: &Path, overrides: SettingsOverrides) -> Result<i32, C
     } else {
         OK
     })
+}
+
+/// Whether the run has anything new to report. A run that only found its results in the
+/// cache writes no report: the page would repeat the runs that made them, and for a
+/// 10,000-member sweep it costs more than the no-op run itself.
+fn ran_anything(s: &RunSummary) -> bool {
+    s.executed > 0 || !s.failed.is_empty() || s.skipped > 0 || s.interrupted
 }
 
 /// First Ctrl-C (or SIGTERM): interrupt (workers checkpoint); second: kill.
