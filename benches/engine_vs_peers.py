@@ -64,6 +64,7 @@ SECTION = "## Engine vs Snakemake and DVC"
 STEPS = ("plan", "run", "noop", "leaf")
 SUBJECT = "histodiff"
 NOOP_RUNS = 3
+ONE_SAMPLE_OVER = 60.0
 
 
 def seconds_text(s: float) -> str:
@@ -170,13 +171,18 @@ def wait_with_deadline(proc: subprocess.Popen, timeout: float):
 
 def median_of(runs: int, cmd: list[str], cwd: Path, timeout: float, env: dict[str, str]) -> Measure:
     """`runs` consecutive runs of an idempotent command: the median time, the peak RSS; the
-    first run that does not finish is the result."""
+    first run that does not finish is the result. A run slower than ONE_SAMPLE_OVER seconds
+    is not repeated: at that length one sample is steady, and three would cost the
+    session's time."""
     measures = []
     for _ in range(runs):
         m = timed(cmd, cwd, timeout, env)
         if m.bound:
             return m
         measures.append(m)
+        if m.seconds > ONE_SAMPLE_OVER:
+            m.note = "(one run)"
+            return m
     seconds = sorted(m.seconds for m in measures)[len(measures) // 2]
     rss = max((m.rss_mb for m in measures if m.rss_mb is not None), default=None)
     return Measure(seconds=seconds, rss_mb=rss)
@@ -502,7 +508,7 @@ def table(rows: list[Row], machine: str, build: str, args) -> str:
     out = [SECTION, "",
            f"Machine: {machine}. Sweep: prepare → pretrain → finetune → N × (sample → select → evaluate) → report,",
            "trivial shell jobs (3N + 4 jobs). Times in seconds (wall), plan peak RSS in parentheses;",
-           f"no-op: median of {NOOP_RUNS} consecutive runs, every other cell one run.",
+           f"no-op: median of {NOOP_RUNS} consecutive runs (one run where it took over {ONE_SAMPLE_OVER:.0f} s), every other cell one run.",
            "histodiff and Snakemake run with the same number of concurrent jobs; `dvc repro` runs stages one",
            "at a time (it has no parallel mode). Produced by `python benches/engine_vs_peers.py`.",
            f"Limits: a peer's plan {seconds_text(args.plan_limit)} s, its runs {seconds_text(args.run_limit)} s; "
