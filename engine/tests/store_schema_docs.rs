@@ -115,6 +115,15 @@ fn sql_examples() -> Vec<String> {
         .collect()
 }
 
+fn new_run() -> NewRun {
+    NewRun {
+        pipeline: "p".into(),
+        file: "p.yaml".into(),
+        host: "h".into(),
+        pid: 1,
+    }
+}
+
 fn output(store: &SqlStore, dir: &Path, bytes: &[u8]) -> OutputArtifact {
     let src = dir.join("src");
     let _ = std::fs::remove_file(&src);
@@ -129,15 +138,7 @@ async fn the_example_queries_run_and_answer() {
     let store = SqlStore::open_sqlite(layout, StoreOptions::default())
         .await
         .unwrap();
-    let run = store
-        .begin_run(&NewRun {
-            pipeline: "p".into(),
-            file: "p.yaml".into(),
-            host: "h".into(),
-            pid: 1,
-        })
-        .await
-        .unwrap();
+    let run = store.begin_run(&new_run()).await.unwrap();
     // crc → fewshot → evaluate, each one output; evaluate reports accuracy.
     let mut previous: Vec<InputEdge> = Vec::new();
     let (mut outs, mut ids) = (Vec::new(), Vec::new());
@@ -169,15 +170,7 @@ async fn the_example_queries_run_and_answer() {
         outs.push(out);
     }
     // A second run finds crc and fewshot in the cache.
-    let second = store
-        .begin_run(&NewRun {
-            pipeline: "p".into(),
-            file: "p.yaml".into(),
-            host: "h".into(),
-            pid: 1,
-        })
-        .await
-        .unwrap();
+    let second = store.begin_run(&new_run()).await.unwrap();
     let hits: Vec<NewCacheHit> = ["crc", "fewshot"]
         .into_iter()
         .zip(&ids)
