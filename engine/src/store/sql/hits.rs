@@ -85,15 +85,6 @@ impl SqlStore {
         Ok(records)
     }
 
-    /// How many cache hits every run recorded together.
-    pub(super) async fn cache_hit_count(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(hits), 0) AS BIGINT) AS n FROM cache_hits")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err("status"))?;
-        rows::get(&row, "n")
-    }
-
     async fn hit_batches(&self, run: Option<RunId>) -> StoreResult<Vec<Batch>> {
         let select = "SELECT run_id, recorded, entries FROM cache_hits";
         let found = match run {

@@ -298,7 +298,9 @@ impl SqlStore {
                 .executions
                 .insert(rows::get(row, "status")?, rows::get(row, "n")?);
         }
-        let hits = self.cache_hit_count().await?;
+        let hits = self
+            .count("SELECT CAST(COALESCE(SUM(hits), 0) AS BIGINT) AS n FROM cache_hits")
+            .await?;
         if hits > 0 {
             status.executions.insert("cached".into(), hits);
         }
