@@ -161,7 +161,7 @@ async fn the_example_queries_run_and_answer() {
             inputs: previous.clone(),
             metrics: BTreeMap::from([("accuracy".to_string(), 0.9)]),
         };
-        store.finish_execution(id, &outcome).await.unwrap();
+        store.finish_execution(id, &outcome, None).await.unwrap();
         previous = vec![InputEdge {
             slot: "data".into(),
             position: 0,

@@ -53,7 +53,7 @@ async fn concurrent_writers_on_two_handles_never_see_busy() {
                 .await?;
             store.record_metric(id, "loss", Some(1), 1.0).await?;
             store
-                .finish_execution(id, &success(&[("out", &out)], vec![]))
+                .finish_execution(id, &success(&[("out", &out)], vec![]), None)
                 .await?;
             store
                 .reserve(&key(&format!("r{}", i % 5)), &Holder::this_process(None))

@@ -372,7 +372,7 @@ mod tests {
             inputs: fingerprint_inputs(fp),
             metrics: BTreeMap::new(),
         };
-        store.finish_execution(id, &outcome).await.unwrap();
+        store.finish_execution(id, &outcome, None).await.unwrap();
         id
     }
 
@@ -417,7 +417,10 @@ mod tests {
         let failed = Outcome::Failed {
             error: "boom".into(),
         };
-        store.finish_execution(evaluate, &failed).await.unwrap();
+        store
+            .finish_execution(evaluate, &failed, None)
+            .await
+            .unwrap();
         FirstRun {
             run,
             prepare: (prepare, prepare_fp),

@@ -10,14 +10,14 @@
 use super::keys::Outputs;
 use super::observer::{Observer, RunEvent};
 use super::prepare::prepare;
-use super::record::{hashes_of, record, store_failure};
-use super::worker_events::run_worker;
+use super::record::{hashes_of, record, record_unprepared, store_failure};
+use super::worker_events::{run_worker, WorkerEnd};
 use crate::executor::{Allocation, Cancel, Executor, JobOutcome, Submission};
 use crate::fingerprint::Fingerprint;
 use crate::hash::StageKey;
 use crate::plan::Plan;
 use crate::protocol::JOB_FILE;
-use crate::store::{self, Holder, NewExecution, Reservation, RunId, Store, StoreError};
+use crate::store::{Holder, NewExecution, Reservation, RunId, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,16 +78,27 @@ pub async fn execute(
         Err(failure) => end(Err(failure), false),
         Ok(Some(outputs)) => end(Ok(outputs), false),
         Ok(None) => {
-            let result = run_reserved(ctx, launch, &allocation, cancel).await;
+            let (result, finished) = run_reserved(ctx, launch, &allocation, cancel).await;
             ctx.reserved.lock().map(|mut r| r.remove(&launch.key)).ok();
-            if let Err(e) = ctx.store.release(&launch.key, &ctx.holder).await {
-                tracing::warn!(
-                    "cannot release the reservation of {}: {e}",
-                    launch.key.short()
-                );
+            // Finishing the execution released the key; only an early store error did not.
+            if finished == Finished::No {
+                release(ctx, &launch.key).await;
             }
             end(result, true)
         }
+    }
+}
+
+/// Whether the execution's end reached the store (which also released its key).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Finished {
+    Yes,
+    No,
+}
+
+async fn release(ctx: &RunContext, key: &StageKey) {
+    if let Err(e) = ctx.store.release(key, &ctx.holder).await {
+        tracing::warn!("cannot release the reservation of {}: {e}", key.short());
     }
 }
 
@@ -157,14 +168,46 @@ async fn run_reserved(
     launch: &Launch,
     allocation: &Allocation,
     cancel: watch::Receiver<Cancel>,
-) -> Result<Outputs, Failure> {
+) -> (Result<Outputs, Failure>, Finished) {
     let inst = &ctx.plan.instances[launch.instance];
+    let id = match ctx.store.start_execution(&new_execution(ctx, launch)).await {
+        Ok(id) => id,
+        Err(e) => return (Err(store_failure(e)), Finished::No),
+    };
+    ctx.observer.on(RunEvent::Started {
+        instance: inst.name.clone(),
+        key: launch.key.clone(),
+        attempt: launch.attempt,
+    });
     let device = if allocation.gpus.is_empty() {
         "cpu".to_string()
     } else {
         "cuda:0".to_string()
     };
-    let new = NewExecution {
+    let recorded = match prepare(ctx, launch, id, device, allocation.threads).await {
+        Ok(job) => {
+            let submission = Submission {
+                instance: inst.name.clone(),
+                job_file: job.work_dir.join(JOB_FILE),
+                work_dir: job.work_dir.clone(),
+                job: Arc::new(job),
+                allocation: allocation.clone(),
+            };
+            let end = run_submission(ctx, &submission, id, cancel).await;
+            record(ctx, id, &submission.job, end).await
+        }
+        Err(error) => record_unprepared(ctx, id, error).await,
+    };
+    match recorded {
+        Ok(result) => (result, Finished::Yes),
+        Err(e) => (Err(store_failure(e)), Finished::No),
+    }
+}
+
+/// The execution row of a launch.
+fn new_execution(ctx: &RunContext, launch: &Launch) -> NewExecution {
+    let inst = &ctx.plan.instances[launch.instance];
+    NewExecution {
         run_id: ctx.run_id,
         stage_key: launch.key.clone(),
         stage: inst.stage.clone(),
@@ -173,41 +216,20 @@ async fn run_reserved(
         kind_version: inst.kind_version,
         attempt: launch.attempt,
         fingerprint: launch.fingerprint.canonical_json(),
-    };
-    let id = ctx
-        .store
-        .start_execution(&new)
-        .await
-        .map_err(store_failure)?;
-    ctx.observer.on(RunEvent::Started {
-        instance: inst.name.clone(),
-        key: launch.key.clone(),
-        attempt: launch.attempt,
-    });
-    let job = match prepare(ctx, launch, id, device, allocation.threads).await {
-        Ok(job) => job,
-        Err(error) => {
-            let failed = store::Outcome::Failed {
-                error: error.clone(),
-            };
-            ctx.store
-                .finish_execution(id, &failed)
-                .await
-                .map_err(store_failure)?;
-            return Err(Failure::Failed(error));
-        }
-    };
-    let submission = Submission {
-        instance: inst.name.clone(),
-        job_file: job.work_dir.join(JOB_FILE),
-        work_dir: job.work_dir.clone(),
-        job: Arc::new(job),
-        allocation: allocation.clone(),
-    };
-    let mut outcome = run_worker(ctx, &submission, id, cancel.clone()).await;
-    if matches!(outcome, JobOutcome::Failed(_)) && *cancel.borrow() != Cancel::Keep {
-        // Killed on the user's request (a second Ctrl-C): not a failure of the stage.
-        outcome = JobOutcome::Interrupted("killed on request".into());
     }
-    record(ctx, id, &submission.job, outcome).await
+}
+
+/// Runs the worker; a failure after the user asked to kill is an interruption.
+async fn run_submission(
+    ctx: &RunContext,
+    submission: &Submission,
+    id: crate::store::ExecutionId,
+    cancel: watch::Receiver<Cancel>,
+) -> WorkerEnd {
+    let mut end = run_worker(ctx, submission, id, cancel.clone()).await;
+    if matches!(end.outcome, JobOutcome::Failed(_)) && *cancel.borrow() != Cancel::Keep {
+        // Killed on the user's request (a second Ctrl-C): not a failure of the stage.
+        end.outcome = JobOutcome::Interrupted("killed on request".into());
+    }
+    end
 }

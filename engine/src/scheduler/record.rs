@@ -3,6 +3,7 @@
 
 use super::execution::{Failure, RunContext};
 use super::keys::Outputs;
+use super::worker_events::WorkerEnd;
 use crate::executor::JobOutcome;
 use crate::protocol::Job;
 use crate::store::{self, ExecutionId, InputEdge, StoreError};
@@ -12,14 +13,15 @@ pub fn store_failure(e: StoreError) -> Failure {
     Failure::Failed(format!("store: {e}"))
 }
 
-/// Records the outcome in one transaction; a success clears the work directory.
+/// Records the outcome in one transaction (the outer error: the store could not) and
+/// clears a successful job's work directory.
 pub async fn record(
     ctx: &RunContext,
     id: ExecutionId,
     job: &Job,
-    outcome: JobOutcome,
-) -> Result<Outputs, Failure> {
-    let (stored, result) = match outcome {
+    end: WorkerEnd,
+) -> Result<Result<Outputs, Failure>, StoreError> {
+    let (stored, result) = match end.outcome {
         JobOutcome::Succeeded(result) => {
             let outputs = hashes_of(&result.outputs);
             let stored = store::Outcome::Succeeded {
@@ -43,13 +45,28 @@ pub async fn record(
         ),
     };
     ctx.store
-        .finish_execution(id, &stored)
-        .await
-        .map_err(store_failure)?;
+        .finish_execution(id, &stored, end.worker.as_ref())
+        .await?;
     if result.is_ok() {
-        let _ = tokio::fs::remove_dir_all(&job.work_dir).await;
+        // Off the critical path: the dependents need the store row, not the cleared
+        // directory. The runtime waits for blocking tasks when it shuts down.
+        let dir = job.work_dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
     }
-    result
+    Ok(result)
+}
+
+/// Records a job that could not be prepared as failed.
+pub async fn record_unprepared(
+    ctx: &RunContext,
+    id: ExecutionId,
+    error: String,
+) -> Result<Result<Outputs, Failure>, StoreError> {
+    let failed = store::Outcome::Failed {
+        error: error.clone(),
+    };
+    ctx.store.finish_execution(id, &failed, None).await?;
+    Ok(Err(Failure::Failed(error)))
 }
 
 /// The lineage edges of a job: each input artifact with its slot and list position.

@@ -147,9 +147,15 @@ pub trait Store: Send + Sync {
     async fn start_execution(&self, new: &NewExecution) -> StoreResult<ExecutionId>;
     /// Records where the worker runs and marks the execution `running`.
     async fn set_worker(&self, id: ExecutionId, worker: &WorkerInfo) -> StoreResult<()>;
-    /// Ends an execution. A success inserts its artifacts, lineage edges, final metrics
-    /// and the cache row of its key in one transaction.
-    async fn finish_execution(&self, id: ExecutionId, outcome: &Outcome) -> StoreResult<()>;
+    /// Ends an execution and releases its run's reservation of the key. A success inserts
+    /// its artifacts, lineage edges, final metrics and the cache row of its key, all in
+    /// one transaction. `worker`: where it ran, when `set_worker` has not said so.
+    async fn finish_execution(
+        &self,
+        id: ExecutionId,
+        outcome: &Outcome,
+        worker: Option<&WorkerInfo>,
+    ) -> StoreResult<()>;
     async fn record_metric(
         &self,
         id: ExecutionId,

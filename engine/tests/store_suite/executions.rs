@@ -15,7 +15,7 @@ async fn out_of_memory_then_retried(store: &dyn Store, new: &NewExecution) -> Ex
     let oom = Outcome::Failed {
         error: "CUDA out of memory".into(),
     };
-    store.finish_execution(failed, &oom).await.unwrap();
+    store.finish_execution(failed, &oom, None).await.unwrap();
     assert!(store.cached(&new.stage_key).await.unwrap().is_none());
     let second = NewExecution {
         attempt: 2,
@@ -46,7 +46,7 @@ pub async fn a_success_round_trips_into_the_cache(backend: &impl Backend) {
         .await
         .unwrap();
     let outcome = success(&[("images", &images)], vec![]);
-    store.finish_execution(id, &outcome).await.unwrap();
+    store.finish_execution(id, &outcome, None).await.unwrap();
     store
         .finish_run(run_id, RunStatus::Succeeded)
         .await
@@ -111,7 +111,10 @@ pub async fn only_successes_are_cached(backend: &impl Backend) {
     let sigterm = Outcome::Interrupted {
         reason: Some("SIGTERM".into()),
     };
-    store.finish_execution(stopped, &sigterm).await.unwrap();
+    store
+        .finish_execution(stopped, &sigterm, None)
+        .await
+        .unwrap();
     assert!(store.cached(&new.stage_key).await.unwrap().is_none());
     let all = store.executions(Some(run_id)).await.unwrap();
     assert_eq!(all[0].error.as_deref(), Some("CUDA out of memory"));
@@ -120,7 +123,11 @@ pub async fn only_successes_are_cached(backend: &impl Backend) {
         (ExecStatus::Failed, ExecStatus::Interrupted, 2)
     );
     let err = store
-        .finish_execution(ExecutionId(999), &Outcome::Failed { error: "x".into() })
+        .finish_execution(
+            ExecutionId(999),
+            &Outcome::Failed { error: "x".into() },
+            None,
+        )
         .await;
     assert!(matches!(err, Err(StoreError::NoSuchExecution(_))));
 }
@@ -142,7 +149,7 @@ pub async fn a_failed_success_write_rolls_back_and_a_crash_leaves_only_garbage(
         artifact: ArtifactHash("0".repeat(64)),
     };
     assert!(store
-        .finish_execution(id, &success(&[("images", &out)], vec![bogus]))
+        .finish_execution(id, &success(&[("images", &out)], vec![bogus]), None)
         .await
         .is_err());
     assert!(store.cached(&new.stage_key).await.unwrap().is_none());

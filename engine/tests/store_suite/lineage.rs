@@ -55,7 +55,7 @@ async fn fork(store: &dyn Store, dir: &Path) -> Fork {
         let id = store.start_execution(&new_exec(run, name)).await.unwrap();
         let out = output(store, dir, name.as_bytes());
         let outcome = success(&[(slot, &out)], inputs);
-        store.finish_execution(id, &outcome).await.unwrap();
+        store.finish_execution(id, &outcome, None).await.unwrap();
         (id, out)
     };
     let crc = finish("crc", "images", vec![]).await;

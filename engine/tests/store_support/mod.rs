@@ -223,7 +223,7 @@ pub async fn chain(store: &dyn Store, dir: &Path) -> (RunId, Vec<OutputArtifact>
             .unwrap();
         let out = output(store, dir, name.as_bytes());
         store
-            .finish_execution(id, &success(&[("out", &out)], previous.clone()))
+            .finish_execution(id, &success(&[("out", &out)], previous.clone()), None)
             .await
             .unwrap();
         previous = vec![InputEdge {

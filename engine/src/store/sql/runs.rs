@@ -84,6 +84,7 @@ impl SqlStore {
         &self,
         id: ExecutionId,
         outcome: &Outcome,
+        worker: Option<&WorkerInfo>,
     ) -> StoreResult<()> {
         let (status, error) = match outcome {
             Outcome::Succeeded { .. } => (ExecStatus::Succeeded, None),
@@ -96,18 +97,33 @@ impl SqlStore {
             .await
             .map_err(db_err("finish execution"))?;
         let now = now_ms();
+        let w = worker.cloned().unwrap_or_default();
         let row = sqlx::query(
             "UPDATE executions SET status = $1, finished = $2, duration = $2 - started, \
-             error = $3 WHERE id = $4 RETURNING stage_key",
+             error = $3, worker_pid = COALESCE($4, worker_pid), host = COALESCE($5, host), \
+             device = COALESCE($6, device), slurm_job_id = COALESCE($7, slurm_job_id) \
+             WHERE id = $8 RETURNING stage_key, run_id",
         )
         .bind(status.as_str())
         .bind(now)
         .bind(error)
+        .bind(w.pid)
+        .bind(w.host)
+        .bind(w.device)
+        .bind(w.slurm_job_id)
         .bind(id.0)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err("finish execution"))?
         .ok_or(StoreError::NoSuchExecution(id))?;
+        // The run's hold on the key ends with its execution: in this transaction, so a
+        // finished key is never left reserved, and the scheduler needs no second write.
+        sqlx::query("DELETE FROM reservations WHERE stage_key = $1 AND run_id = $2")
+            .bind(rows::get::<String>(&row, "stage_key")?)
+            .bind(rows::get::<i64>(&row, "run_id")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("finish execution"))?;
         if let Outcome::Succeeded {
             outputs,
             inputs,
