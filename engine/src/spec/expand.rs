@@ -62,6 +62,8 @@ impl Expander<'_> {
                 .map(|&u| (u, Gather::new(&members[u], &axes)))
                 .collect();
             let mut names = HashSet::with_capacity(combos.len());
+            instances.reserve(combos.len());
+            members[s].members.reserve_exact(combos.len());
             for combo in combos {
                 let inst = self.instance(s, &combo, &reads, &gathers, diag);
                 if !names.insert(inst.name.clone()) {

@@ -68,7 +68,10 @@ fn join(
     for (m, (_, coords)) in members.iter().enumerate() {
         index.entry(join_key(coords, &shared)).or_default().push(m);
     }
-    let mut out = Vec::with_capacity(combos.len());
+    // Sized once: a 10,000-member fan-out grown by doubling copies (and faults in fresh
+    // pages for) every combo a dozen times. Without shared axes it is a cross product.
+    let per_combo = if shared.is_empty() { members.len() } else { 1 };
+    let mut out = Vec::with_capacity(combos.len().saturating_mul(per_combo).min(MAX_INSTANCES));
     for combo in combos {
         let Some(matches) = index.get(&join_key(&combo.coords, &shared)) else {
             continue;
