@@ -96,10 +96,8 @@ pub async fn hash_externals(
     plan: &Plan,
 ) -> Result<(ExternalHashes, usize), (PathBuf, String)> {
     let paths = external_paths(plan);
-    let hashed = store::stat_cache::hash_externals(store.as_ref(), &paths)
-        .await
-        .map_err(|(path, e)| (path, e.to_string()))?;
-    let mut hashes = ExternalHashes::new();
+    let hashed = hash_in_chunks(store, &paths).await?;
+    let mut hashes = ExternalHashes::with_capacity(paths.len());
     let mut racy = 0;
     for (path, external) in paths.into_iter().zip(hashed) {
         racy += external.files_racy;
@@ -110,6 +108,41 @@ pub async fn hash_externals(
         hashes.len()
     );
     Ok((hashes, racy))
+}
+
+/// Paths hashed together: one bulk statement of the store's.
+const EXTERNALS_CHUNK: usize = store::sql::BULK_ROWS;
+/// Chunks hashed at once: one chunk's files are read while the store answers for another.
+const EXTERNALS_IN_FLIGHT: usize = 3;
+
+/// Hashes `paths` a chunk at a time, a few chunks at once, results in order.
+async fn hash_in_chunks(
+    store: &Arc<dyn Store>,
+    paths: &[PathBuf],
+) -> Result<Vec<store::stat_cache::ExternalHash>, (PathBuf, String)> {
+    let mut hashed = Vec::with_capacity(paths.len());
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut chunks = paths.chunks(EXTERNALS_CHUNK).peekable();
+    while chunks.peek().is_some() || !in_flight.is_empty() {
+        while in_flight.len() < EXTERNALS_IN_FLIGHT {
+            let Some(chunk) = chunks.next() else { break };
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            let first = chunk[0].clone();
+            let task = tokio::spawn(async move {
+                store::stat_cache::hash_externals(store.as_ref(), &chunk).await
+            });
+            in_flight.push_back((first, task));
+        }
+        let Some((first, task)) = in_flight.pop_front() else {
+            break;
+        };
+        let chunk = task
+            .await
+            .map_err(|e| (first, format!("hashing ended abnormally: {e}")))?
+            .map_err(|(path, e)| (path, e.to_string()))?;
+        hashed.extend(chunk);
+    }
+    Ok(hashed)
 }
 
 /// Hashes the plan's external data again once the files that were too recently modified

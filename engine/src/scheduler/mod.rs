@@ -62,6 +62,9 @@ impl RunSummary {
     }
 }
 
+/// Instances keyed and looked up together (one bulk statement of the store's).
+const LOOKUP_CHUNK: usize = crate::store::sql::BULK_ROWS;
+
 /// How often reserved keys are marked alive (well inside the store's stale timeout).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -152,6 +155,17 @@ impl Scheduler {
     }
 }
 
+/// Keyed instances, their keys, and the store's answer on its way.
+type Lookup = (
+    Vec<(usize, crate::fingerprint::Fingerprint)>,
+    Vec<StageKey>,
+    tokio::task::JoinHandle<
+        crate::store::StoreResult<
+            std::collections::HashMap<StageKey, crate::store::CachedExecution>,
+        >,
+    >,
+);
+
 /// The scheduler's mutable state during one run.
 struct Loop {
     state: RunState,
@@ -204,67 +218,104 @@ impl Loop {
         Ok(())
     }
 
-    /// Computes keys for every instance whose upstreams are known, looks them up in one
-    /// batch, and either takes the cached outputs (which may make more instances ready) or
-    /// queues an execution. Repeats until nothing new becomes ready.
+    /// Computes keys for every instance whose upstreams are known, looks them up, and
+    /// either takes the cached outputs (which may make more instances ready) or queues an
+    /// execution, until nothing new becomes ready.
+    ///
+    /// Lookups go a chunk at a time on the runtime (and the store's own threads) while
+    /// this task keys the next chunk and takes the answers in order. A chunk's hits make
+    /// their dependents ready at once, so a sweep's next stage is keyed and looked up
+    /// while the rest of this one is still being looked up: at N = 10,000 the no-op run
+    /// no longer waits, stage by stage, for keying and lookups one after the other.
     async fn resolve_ready(&mut self) -> Result<(), SchedulerError> {
+        let mut lookups: VecDeque<Lookup> = VecDeque::new();
         loop {
-            let ready = self.state.take_ready();
-            if ready.is_empty() {
+            self.look_up_ready(&mut lookups);
+            let Some((keyed, keys, lookup)) = lookups.pop_front() else {
                 return Ok(());
-            }
-            let externals = match &self.externals {
-                Ok(x) => x,
-                Err((path, e)) => {
-                    let message = format!("cannot hash {}: {e}", path.display());
-                    for i in ready {
-                        self.fail(i, message.clone());
-                    }
-                    continue;
-                }
             };
-            let keyed = self.state.key_all(&self.ctx.plan, &ready, externals);
-            let keys: Vec<StageKey> = keyed.iter().map(|(_, fp)| fp.key()).collect();
-            tracing::debug!("keyed {} instances", keys.len());
-            let cached = self.ctx.store.cached_many(&keys).await?;
-            tracing::debug!("{} of them cached", cached.len());
-            let mut hits = Vec::new();
-            for ((i, fingerprint), key) in keyed.into_iter().zip(keys) {
-                match cached.get(&key) {
-                    Some(hit) => {
-                        self.summary.cached += 1;
-                        hits.push(self.cache_hit(i, hit.execution_id));
-                        self.state.resolve(
-                            &self.ctx.plan,
-                            i,
-                            Arc::new(record::hashes_of(&hit.outputs)),
-                        );
-                        self.ctx.observer.on(RunEvent::Finished {
-                            instance: self.ctx.plan.instances[i].name.clone(),
-                            outcome: InstanceOutcome::Cached,
-                        });
-                    }
-                    None => {
-                        if self.state.join_in_flight(i, &key) {
-                            continue;
-                        }
-                        self.queue.push_back(Launch {
-                            instance: i,
-                            key,
-                            fingerprint,
-                            attempt: 1,
-                        });
-                    }
-                }
-            }
+            let cached = lookup.await.map_err(|e| {
+                crate::store::StoreError::Unsupported(format!(
+                    "a cache lookup ended abnormally: {e}"
+                ))
+            })??;
+            let (asked, mut hits) = (keys.len(), Vec::new());
+            self.take_lookup(keyed, keys, &cached, &mut hits);
+            tracing::debug!("{} of {asked} cached", hits.len());
             if !hits.is_empty() {
                 // Nothing downstream reads these rows during the run: writing them
-                // alongside the next layer's keys and lookups takes them off the
-                // critical path of a no-op run (see `recorded`).
+                // alongside the next keys and lookups takes them off the critical path
+                // of a no-op run (see `recorded`).
                 let (store, run, batch) = (self.ctx.store.clone(), self.ctx.run_id, self.batches);
                 self.batches += 1;
                 self.recording
                     .spawn(async move { store.record_cache_hits(run, batch, &hits).await });
+            }
+        }
+    }
+
+    /// Keys every ready instance and starts its chunk's lookup (an instance whose
+    /// external data could not be hashed fails instead).
+    fn look_up_ready(&mut self, lookups: &mut VecDeque<Lookup>) {
+        let ready = self.state.take_ready();
+        if ready.is_empty() {
+            return;
+        }
+        let externals = match &self.externals {
+            Ok(x) => x,
+            Err((path, e)) => {
+                let message = format!("cannot hash {}: {e}", path.display());
+                for i in ready {
+                    self.fail(i, message.clone());
+                }
+                return;
+            }
+        };
+        for chunk in ready.chunks(LOOKUP_CHUNK) {
+            let keyed = self.state.key_all(&self.ctx.plan, chunk, externals);
+            let keys: Vec<StageKey> = keyed.iter().map(|(_, fp)| fp.key()).collect();
+            let (store, asked) = (self.ctx.store.clone(), keys.clone());
+            let lookup = tokio::spawn(async move { store.cached_many(&asked).await });
+            lookups.push_back((keyed, keys, lookup));
+        }
+        tracing::debug!("keyed {} instances", ready.len());
+    }
+
+    /// Takes one lookup's answer: a hit resolves its instance (adding its record to
+    /// `hits`), a miss queues an execution or waits on the one already running its key.
+    fn take_lookup(
+        &mut self,
+        keyed: Vec<(usize, crate::fingerprint::Fingerprint)>,
+        keys: Vec<StageKey>,
+        cached: &std::collections::HashMap<StageKey, crate::store::CachedExecution>,
+        hits: &mut Vec<NewCacheHit>,
+    ) {
+        for ((i, fingerprint), key) in keyed.into_iter().zip(keys) {
+            match cached.get(&key) {
+                Some(hit) => {
+                    self.summary.cached += 1;
+                    hits.push(self.cache_hit(i, hit.execution_id));
+                    self.state.resolve(
+                        &self.ctx.plan,
+                        i,
+                        Arc::new(record::hashes_of(&hit.outputs)),
+                    );
+                    self.ctx.observer.on(RunEvent::Finished {
+                        instance: self.ctx.plan.instances[i].name.clone(),
+                        outcome: InstanceOutcome::Cached,
+                    });
+                }
+                None => {
+                    if self.state.join_in_flight(i, &key) {
+                        continue;
+                    }
+                    self.queue.push_back(Launch {
+                        instance: i,
+                        key,
+                        fingerprint,
+                        attempt: 1,
+                    });
+                }
             }
         }
     }
