@@ -31,6 +31,7 @@ fn main() {
     }
     install_panic_hook();
     init_tracing();
+    histodiff_engine::huge_pages::off_while_planning();
     let code = match tokio_main(args) {
         Ok(code) => code,
         Err(err) => {

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod fingerprint;
 pub mod graph;
 pub mod hash;
+pub mod huge_pages;
 pub mod plan;
 pub mod protocol;
 pub mod registry;

@@ -348,6 +348,10 @@ impl Loop {
 
     /// Starts every queued execution that fits in the free resources, in plan order.
     fn launch(&mut self) {
+        if !self.queue.is_empty() {
+            // Executions start programs, which inherit this process's setting.
+            crate::huge_pages::restore_for_children();
+        }
         let mut waiting = VecDeque::new();
         while let Some(launch) = self.queue.pop_front() {
             let ask = &self.ctx.plan.instances[launch.instance].resources;
