@@ -236,7 +236,11 @@ fn run_shell(
         .try_clone()
         .map_err(|e| io_error("open", &stderr_path, e))?;
     let start = |direct: bool| -> Result<std::process::Child, std::io::Error> {
-        let mut program = shell::command_for(line, work, direct)?;
+        let (mut program, redirected) = shell::command_for(line, work, run_dir, direct)?;
+        let out = match redirected {
+            Some(file) => Stdio::from(file),
+            None => Stdio::from(stdout.try_clone()?),
+        };
         program.process_group(0);
         if stage.die_with_parent {
             // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
@@ -250,17 +254,19 @@ fn run_shell(
         program
             .current_dir(run_dir)
             .stdin(Stdio::null())
-            .stdout(stdout.try_clone()?)
+            .stdout(out)
             .stderr(stderr.try_clone()?)
             .env("HISTODIFF_WORK_DIR", work)
             .env("HISTODIFF_BASE_DIR", &ctx.job.base_dir)
             .envs(stage.env.iter().map(|(k, v)| (k, v)))
             .spawn()
     };
-    // A plain line's program that cannot be started goes through `sh`, whose message and
-    // exit code say why as users know them.
+    // A plain (or plainly redirected) line's program that cannot be started goes through
+    // `sh`, whose message and exit code say why as users know them.
     let mut child = match start(true) {
-        Err(_) if shell::plain_words(line).is_some() => start(false),
+        Err(_) if shell::plain_words(line).is_some() || shell::redirected_words(line).is_some() => {
+            start(false)
+        }
         started => started,
     }
     .map_err(|e| StageError::msg(format!("cannot start `sh`: {e}")))?;
