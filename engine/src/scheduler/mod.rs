@@ -353,7 +353,12 @@ impl Loop {
             crate::huge_pages::restore_for_children();
         }
         let mut waiting = VecDeque::new();
-        while let Some(launch) = self.queue.pop_front() {
+        // A full pool ends the pass: with 100,000 queued launches, looking at each of
+        // them after every execution made a full run quadratic.
+        while !self.pool.is_full() {
+            let Some(launch) = self.queue.pop_front() else {
+                break;
+            };
             let ask = &self.ctx.plan.instances[launch.instance].resources;
             match self.pool.try_acquire(ask) {
                 Some(allocation) => {
@@ -367,7 +372,10 @@ impl Loop {
                 None => waiting.push_back(launch),
             }
         }
-        self.queue = waiting;
+        // Back in front, in their order (the queue's rest is not touched).
+        while let Some(launch) = waiting.pop_back() {
+            self.queue.push_front(launch);
+        }
     }
 
     fn finish(

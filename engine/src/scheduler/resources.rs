@@ -100,6 +100,12 @@ impl ResourcePool {
         (cpus, gpus, memory)
     }
 
+    /// Whether no execution can start now, whatever it asks (every ask takes a job slot
+    /// and at least one CPU thread).
+    pub fn is_full(&self) -> bool {
+        self.running >= self.capacity.jobs || self.free_cpus == 0
+    }
+
     /// Takes what `ask` needs if it is free now.
     pub fn try_acquire(&mut self, ask: &Resources) -> Option<Allocation> {
         let (cpus, gpus, memory) = self.capped(ask);
