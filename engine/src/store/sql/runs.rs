@@ -59,19 +59,16 @@ impl SqlStore {
     }
 
     pub(super) async fn update_worker(&self, id: ExecutionId, w: &WorkerInfo) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'running', worker_pid = COALESCE($1, worker_pid), \
-             host = COALESCE($2, host), device = COALESCE($3, device), \
-             slurm_job_id = COALESCE($4, slurm_job_id) WHERE id = $5",
-        )
-        .bind(w.pid)
-        .bind(w.host.as_deref())
-        .bind(w.device.as_deref())
-        .bind(w.slurm_job_id.as_deref())
-        .bind(id.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err("set worker"))?;
+        let sql = concat!(
+            "UPDATE executions SET status = 'running', ",
+            set_worker!(),
+            " WHERE id = $5"
+        );
+        let done = bind_worker(sqlx::query(sql), Some(w))
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("set worker"))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NoSuchExecution(id));
         }
@@ -97,25 +94,21 @@ impl SqlStore {
             .await
             .map_err(db_err("finish execution"))?;
         let now = now_ms();
-        let w = worker.cloned().unwrap_or_default();
-        let row = sqlx::query(
-            "UPDATE executions SET status = $1, finished = $2, duration = $2 - started, \
-             error = $3, worker_pid = COALESCE($4, worker_pid), host = COALESCE($5, host), \
-             device = COALESCE($6, device), slurm_job_id = COALESCE($7, slurm_job_id) \
-             WHERE id = $8 RETURNING stage_key, run_id",
-        )
-        .bind(status.as_str())
-        .bind(now)
-        .bind(error)
-        .bind(w.pid)
-        .bind(w.host)
-        .bind(w.device)
-        .bind(w.slurm_job_id)
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("finish execution"))?
-        .ok_or(StoreError::NoSuchExecution(id))?;
+        let sql = concat!(
+            "UPDATE executions SET ",
+            set_worker!(),
+            ", status = $5, finished = $6, duration = $6 - started, error = $7 \
+             WHERE id = $8 RETURNING stage_key, run_id"
+        );
+        let row = bind_worker(sqlx::query(sql), worker)
+            .bind(status.as_str())
+            .bind(now)
+            .bind(error)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("finish execution"))?
+            .ok_or(StoreError::NoSuchExecution(id))?;
         // The run's hold on the key ends with its execution: in this transaction, so a
         // finished key is never left reserved, and the scheduler needs no second write.
         sqlx::query("DELETE FROM reservations WHERE stage_key = $1 AND run_id = $2")
@@ -277,4 +270,26 @@ async fn record_success(
     .await
     .map_err(db_err(place))?;
     Ok(())
+}
+
+/// The columns of where the worker ran, parameters $1–$4 ([`bind_worker`]); a NULL keeps
+/// the column. A macro so the statements stay `&'static str`.
+macro_rules! set_worker {
+    () => {
+        "worker_pid = COALESCE($1, worker_pid), host = COALESCE($2, host), \
+         device = COALESCE($3, device), slurm_job_id = COALESCE($4, slurm_job_id)"
+    };
+}
+use set_worker;
+
+/// Binds $1–$4 of [`set_worker!`] (all NULL without a worker).
+fn bind_worker<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    w: Option<&'q WorkerInfo>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    query
+        .bind(w.and_then(|w| w.pid))
+        .bind(w.and_then(|w| w.host.as_deref()))
+        .bind(w.and_then(|w| w.device.as_deref()))
+        .bind(w.and_then(|w| w.slurm_job_id.as_deref()))
 }
