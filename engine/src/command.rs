@@ -264,9 +264,7 @@ fn run_shell(
     // A plain (or plainly redirected) line's program that cannot be started goes through
     // `sh`, whose message and exit code say why as users know them.
     let mut child = match start(true) {
-        Err(_) if shell::plain_words(line).is_some() || shell::redirected_words(line).is_some() => {
-            start(false)
-        }
+        Err(_) if shell::starts_directly(line) => start(false),
         started => started,
     }
     .map_err(|e| StageError::msg(format!("cannot start `sh`: {e}")))?;

@@ -65,6 +65,12 @@ pub fn redirected_words(line: &str) -> Option<(Vec<&str>, &str)> {
     }
 }
 
+/// Whether [`command_for`] may start `line` without `sh` (plain, or plain but for
+/// `> file`): a program that then cannot be started is retried through `sh`.
+pub fn starts_directly(line: &str) -> bool {
+    plain_words(line).is_some() || redirected_words(line).is_some()
+}
+
 /// The command that starts `line`: the program itself when the line is plain, or plain
 /// but for `> file` (and `direct` allows it), else `sh`. `work` holds the script of a
 /// too-long line; `cwd` is where the line runs. The second value is the file a
