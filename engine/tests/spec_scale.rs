@@ -75,6 +75,18 @@ fn ten_thousand_member_sweep() {
         elapsed.as_secs_f64()
     );
     assert_eq!(plan.instances.len(), 3 * n + 4);
+    // Large stages are built on every core: the order and wiring are the sequential ones.
+    for (k, inst) in plan.instances[3..3 + n].iter().enumerate() {
+        assert_eq!(inst.name, format!("sample[i={k}]"));
+        let select = &plan.instances[3 + n + k];
+        let InputBinding::One(up) = &select.inputs["pool"] else {
+            panic!("one input")
+        };
+        assert_eq!(
+            (select.name.as_str(), up.instance),
+            (&*format!("select[i={k}]"), 3 + k)
+        );
+    }
     let eval = plan
         .find("evaluate[i=1234]")
         .expect("evaluate[i=1234] exists");
@@ -91,4 +103,21 @@ fn ten_thousand_member_sweep() {
         plan.instances[all[n - 1].instance].name,
         format!("evaluate[i={}]", n - 1)
     );
+}
+
+/// A mistake in every member of a large stage (built on several threads) is reported
+/// once, as it is when built on one.
+#[test]
+fn a_mistake_in_every_member_of_a_large_stage_is_reported_once() {
+    let yaml = sweep(5_000).replace("echo ${matrix.i} >", "echo ${matrix.nope} >");
+    let file = std::path::Path::new("/work/p/sweep.yaml");
+    let errors = spec::load_str(
+        &yaml,
+        file,
+        &spec_support::registry(),
+        &SettingsOverrides::default(),
+    )
+    .expect_err("`matrix.nope` is not an axis");
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert!(errors.to_string().contains("nope"), "{errors}");
 }

@@ -140,6 +140,28 @@ impl Diagnostics {
         self.errors.is_empty()
     }
 
+    /// An empty collector for the same file, to report into from another thread; give it
+    /// back with [`Diagnostics::absorb`].
+    pub fn fork(&self) -> Self {
+        Diagnostics {
+            file: self.file.clone(),
+            errors: Vec::new(),
+            seen: HashSet::new(),
+            sets: self.sets.clone(),
+            attempts: 0,
+        }
+    }
+
+    /// Takes the reports of a fork, in their order, as if they had been made here.
+    pub fn absorb(&mut self, fork: Diagnostics) {
+        self.attempts += fork.attempts;
+        for error in fork.errors {
+            if self.seen.insert((error.pos, error.message.clone())) {
+                self.errors.push(error);
+            }
+        }
+    }
+
     /// Reports made so far, repeats included.
     pub fn attempts(&self) -> usize {
         self.attempts

@@ -8,8 +8,8 @@ use super::interp::{self, Scope};
 use super::raw::{RawPipeline, RawStage};
 use super::stages::StageInfo;
 use super::{command, matrix, resources, schema};
-use crate::plan::{InputBinding, Instance, SmallMap, Upstream};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use crate::plan::{Coords, InputBinding, Instance, SmallMap, Upstream};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 /// Everything expansion reads.
@@ -20,6 +20,20 @@ pub struct Expander<'a> {
     pub base_dir: &'a Path,
 }
 
+/// Stages with fewer instances than this are built on one thread (a thread costs more
+/// than the instances it would build).
+const PARALLEL_INSTANCES: usize = 2048;
+
+/// Members of one stage (or a contiguous part of them) and what building them reads.
+#[derive(Clone, Copy)]
+struct StageSlice<'a> {
+    s: usize,
+    members: &'a [(usize, Coords)],
+    picks: &'a [Vec<usize>],
+    reads: &'a Reads,
+    gathers: &'a HashMap<usize, Gather>,
+}
+
 /// The upstream stages one stage reads: directly (fan-out) and gathered (`stage[*]`).
 struct Reads {
     direct: Vec<usize>,
@@ -28,57 +42,159 @@ struct Reads {
 
 impl Expander<'_> {
     /// All instances, stages in `order`; `None` if a fan-out grew past the limit.
+    ///
+    /// Two passes: every stage's combinations first, then the instances, so the instance
+    /// vector is allocated once at its final size. Grown stage by stage, a 10,000-member
+    /// sweep's vector was copied (into freshly faulted pages) at every stage after the
+    /// sweep, which was the largest share of a no-op run's page faults.
     pub fn expand(&self, order: &[usize], diag: &mut Diagnostics) -> Option<Vec<Instance>> {
         let mut members: Vec<StageMembers> = vec![StageMembers::default(); self.raw.stages.len()];
-        let mut instances = Vec::new();
+        let mut picks: Vec<Vec<Vec<usize>>> = vec![Vec::new(); self.raw.stages.len()];
+        let mut total = 0;
         for &s in order {
-            let stage = &self.raw.stages[s];
-            let ctx = Ctx::stage(&stage.id);
-            let reads = self.reads(stage);
-            let own = matrix::product(&stage.matrix, ctx.key("matrix"), diag);
-            let ups: Vec<&StageMembers> = reads.direct.iter().map(|u| &members[*u]).collect();
-            let Ok(combos) = fanout::fan_out(&ups, &own) else {
-                diag.report(
-                    stage.pos,
-                    ctx,
-                    format!("expands to more than {} instances", matrix::MAX_INSTANCES),
-                );
-                return None;
-            };
-            if combos.is_empty() && ups.iter().all(|u| !u.members.is_empty()) {
-                diag.report(
-                    stage.pos,
-                    ctx,
-                    "no instances: its matrix and the axes it reads share no values",
-                );
-            }
-            let axes: BTreeSet<String> = combos
+            let combos = self.combos(s, &members, diag)?;
+            let stage_members = &mut members[s];
+            stage_members.axes = combos
                 .first()
                 .map(|c| c.coords.keys().cloned().collect())
                 .unwrap_or_default();
-            let gathers: HashMap<usize, Gather> = reads
-                .gathered
-                .iter()
-                .map(|&u| (u, Gather::new(&members[u], &axes)))
-                .collect();
-            let mut names = HashSet::with_capacity(combos.len());
-            instances.reserve(combos.len());
-            members[s].members.reserve_exact(combos.len());
+            stage_members.members.reserve_exact(combos.len());
+            picks[s].reserve_exact(combos.len());
             for combo in combos {
-                let inst = self.instance(s, &combo, &reads, &gathers, diag);
-                if !names.insert(inst.name.clone()) {
-                    diag.report(
-                        stage.pos,
-                        ctx,
-                        format!("two instances are both named `{}`", inst.name),
-                    );
-                }
-                members[s].members.push((instances.len(), combo.coords));
-                instances.push(inst);
+                stage_members.members.push((total, combo.coords));
+                picks[s].push(combo.picks);
+                total += 1;
             }
-            members[s].axes = axes;
+        }
+        let mut instances = Vec::with_capacity(total);
+        for &s in order {
+            self.stage_instances(s, &members, &picks[s], &mut instances, diag);
         }
         Some(instances)
+    }
+
+    /// The combinations of stage `s`; `None` (reported) past the instance limit.
+    fn combos(
+        &self,
+        s: usize,
+        members: &[StageMembers],
+        diag: &mut Diagnostics,
+    ) -> Option<Vec<Combo>> {
+        let stage = &self.raw.stages[s];
+        let ctx = Ctx::stage(&stage.id);
+        let reads = self.reads(stage);
+        let own = matrix::product(&stage.matrix, ctx.key("matrix"), diag);
+        let ups: Vec<&StageMembers> = reads.direct.iter().map(|u| &members[*u]).collect();
+        let Ok(combos) = fanout::fan_out(&ups, &own) else {
+            diag.report(
+                stage.pos,
+                ctx,
+                format!("expands to more than {} instances", matrix::MAX_INSTANCES),
+            );
+            return None;
+        };
+        if combos.is_empty() && ups.iter().all(|u| !u.members.is_empty()) {
+            diag.report(
+                stage.pos,
+                ctx,
+                "no instances: its matrix and the axes it reads share no values",
+            );
+        }
+        Some(combos)
+    }
+
+    /// Appends the instances of stage `s` (its members and their picks) to `instances`.
+    /// A large stage is built on every core, in contiguous slices that keep their order:
+    /// the plan of a 10,000-member sweep is otherwise the longest single-threaded part of
+    /// a no-op run.
+    fn stage_instances(
+        &self,
+        s: usize,
+        members: &[StageMembers],
+        picks: &[Vec<usize>],
+        instances: &mut Vec<Instance>,
+        diag: &mut Diagnostics,
+    ) {
+        let stage = &self.raw.stages[s];
+        let reads = self.reads(stage);
+        let gathers: HashMap<usize, Gather> = reads
+            .gathered
+            .iter()
+            .map(|&u| (u, Gather::new(&members[u], &members[s].axes)))
+            .collect();
+        let slice = StageSlice {
+            s,
+            members: &members[s].members,
+            picks,
+            reads: &reads,
+            gathers: &gathers,
+        };
+        let start = instances.len();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads == 1 || picks.len() < PARALLEL_INSTANCES {
+            instances.extend(self.build(&slice, diag));
+        } else {
+            self.build_in_parallel(&slice, threads, instances, diag);
+        }
+        let mut names = HashSet::with_capacity(picks.len());
+        for inst in &instances[start..] {
+            if !names.insert(inst.name.as_str()) {
+                diag.report(
+                    stage.pos,
+                    Ctx::stage(&stage.id),
+                    format!("two instances are both named `{}`", inst.name),
+                );
+            }
+        }
+    }
+
+    /// The instances of a slice of one stage's members, in order.
+    fn build(&self, slice: &StageSlice<'_>, diag: &mut Diagnostics) -> Vec<Instance> {
+        let members = slice.members.iter().zip(slice.picks);
+        members
+            .map(|((_, coords), picks)| {
+                self.instance(slice.s, coords, picks, slice.reads, slice.gathers, diag)
+            })
+            .collect()
+    }
+
+    /// [`Expander::build`] on `threads` threads, one contiguous part each; the parts and
+    /// their diagnostics are joined in order, so the result equals a sequential build.
+    fn build_in_parallel(
+        &self,
+        slice: &StageSlice<'_>,
+        threads: usize,
+        instances: &mut Vec<Instance>,
+        diag: &mut Diagnostics,
+    ) {
+        let part = slice.picks.len().div_ceil(threads);
+        let parts: Vec<StageSlice<'_>> = slice
+            .members
+            .chunks(part)
+            .zip(slice.picks.chunks(part))
+            .map(|(members, picks)| StageSlice {
+                members,
+                picks,
+                ..*slice
+            })
+            .collect();
+        let built: Vec<(Vec<Instance>, Diagnostics)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| {
+                    let mut forked = diag.fork();
+                    scope.spawn(move || (self.build(part, &mut forked), forked))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for (part, forked) in built {
+            instances.extend(part);
+            diag.absorb(forked);
+        }
     }
 
     fn reads(&self, stage: &RawStage) -> Reads {
@@ -105,7 +221,8 @@ impl Expander<'_> {
     fn instance(
         &self,
         s: usize,
-        combo: &Combo,
+        coords: &Coords,
+        picks: &[usize],
         reads: &Reads,
         gathers: &HashMap<usize, Gather>,
         diag: &mut Diagnostics,
@@ -115,18 +232,18 @@ impl Expander<'_> {
         let ctx = Ctx::stage(&stage.id);
         let scope = Scope {
             params: &self.raw.params,
-            matrix: Some(&combo.coords),
+            matrix: Some(coords),
             command: None,
         };
         let mut inst = Instance {
-            name: matrix::instance_name(&stage.id, &combo.coords),
+            name: matrix::instance_name(&stage.id, coords),
             stage: stage.id.clone(),
             kind: info.kind.map(|k| k.name.clone()).unwrap_or_default(),
             kind_version: info.kind.map(|k| k.version).unwrap_or_default(),
-            coords: combo.coords.clone(),
+            coords: coords.clone(),
             params: serde_json::Map::new(),
             external_paths: BTreeMap::new(),
-            inputs: self.bindings(s, combo, reads, gathers),
+            inputs: self.bindings(s, coords, picks, reads, gathers),
             command: None,
             resources: resources::resources(
                 interpolated(stage.resources.as_ref(), &scope, ctx, diag).as_ref(),
@@ -180,7 +297,8 @@ impl Expander<'_> {
     fn bindings(
         &self,
         s: usize,
-        combo: &Combo,
+        coords: &Coords,
+        picks: &[usize],
         reads: &Reads,
         gathers: &HashMap<usize, Gather>,
     ) -> SmallMap<String, InputBinding> {
@@ -201,17 +319,14 @@ impl Expander<'_> {
                     continue;
                 };
                 if r.gather {
-                    let found = gathers
-                        .get(&u)
-                        .map(|g| g.members(&combo.coords))
-                        .unwrap_or(&[]);
+                    let found = gathers.get(&u).map(|g| g.members(coords)).unwrap_or(&[]);
                     ups.extend(found.iter().map(|&i| Upstream {
                         instance: i,
                         output: output.clone(),
                     }));
                 } else if let Some(k) = reads.direct.iter().position(|d| *d == u) {
                     ups.push(Upstream {
-                        instance: combo.picks[k],
+                        instance: picks[k],
                         output,
                     });
                 }
