@@ -16,8 +16,9 @@ use crate::hash::{ArtifactHash, StageKey};
 use crate::plan::{Instance, SmallMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
+use std::io::Write;
 use std::path::Path;
 
 /// Version of the fingerprint encoding. Bumping it disowns every cached result.
@@ -58,6 +59,152 @@ pub struct Fingerprint {
     pub externals: SmallMap<String, ArtifactHash>,
     pub command: Option<CommandFingerprint>,
     pub salt: String,
+}
+
+/// A fingerprint's fields by reference, as the key hashes them. A cache hit needs only
+/// its key, so the scheduler keys an instance from this view of its plan entry and the
+/// hashes it resolved, and builds the owned [`Fingerprint`] (kept with an execution) only
+/// for a miss: at N = 10,000 that is 30,000 keys without a dozen allocations each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FingerprintRef<'a> {
+    pub kind: &'a str,
+    pub kind_version: u32,
+    pub params: &'a serde_json::Map<String, Value>,
+    /// Slot → hashes, sorted by slot.
+    pub inputs: Vec<(&'a str, SlotRef<'a>)>,
+    /// External key → content hash, sorted by key.
+    pub externals: Vec<(Cow<'a, str>, &'a ArtifactHash)>,
+    pub command: Option<CommandRef<'a>>,
+    pub salt: &'a str,
+}
+
+/// [`SlotHashes`] by reference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotRef<'a> {
+    One(&'a ArtifactHash),
+    Many(Vec<&'a ArtifactHash>),
+}
+
+/// [`CommandFingerprint`] by reference: the `run` line and the outs (`/`-separated
+/// paths), sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRef<'a> {
+    pub run: &'a str,
+    pub outs: Vec<(&'a str, Cow<'a, str>)>,
+}
+
+impl<'a> FingerprintRef<'a> {
+    /// The view of a planned instance's fingerprint, given its inputs' upstream artifact
+    /// hashes (sorted by slot) and its external data hashes (sorted by key).
+    pub fn of(
+        instance: &'a Instance,
+        inputs: Vec<(&'a str, SlotRef<'a>)>,
+        externals: Vec<(Cow<'a, str>, &'a ArtifactHash)>,
+        salt: &'a str,
+    ) -> Self {
+        let command = instance.command.as_ref().map(|c| CommandRef {
+            run: &c.run,
+            outs: c
+                .outs
+                .iter()
+                .map(|(k, p)| (k.as_str(), Cow::Owned(slash_path(p))))
+                .collect(),
+        });
+        FingerprintRef {
+            kind: &instance.kind,
+            kind_version: instance.kind_version,
+            params: &instance.params,
+            inputs,
+            externals,
+            command,
+            salt,
+        }
+    }
+
+    /// The owned fingerprint, as an execution stores it.
+    pub fn to_owned(&self) -> Fingerprint {
+        let slot = |(name, hashes): &(&str, SlotRef<'_>)| {
+            let hashes = match hashes {
+                SlotRef::One(h) => SlotHashes::One((*h).clone()),
+                SlotRef::Many(hs) => SlotHashes::Many(hs.iter().map(|h| (*h).clone()).collect()),
+            };
+            (name.to_string(), hashes)
+        };
+        Fingerprint {
+            key_schema: KEY_SCHEMA,
+            kind: self.kind.to_string(),
+            kind_version: self.kind_version,
+            params: self.params.clone(),
+            inputs: self.inputs.iter().map(slot).collect(),
+            externals: self
+                .externals
+                .iter()
+                .map(|(k, h)| (k.to_string(), (*h).clone()))
+                .collect(),
+            command: self.command.as_ref().map(|c| CommandFingerprint {
+                run: c.run.to_string(),
+                outs: c
+                    .outs
+                    .iter()
+                    .map(|(k, p)| (k.to_string(), p.to_string()))
+                    .collect(),
+            }),
+            salt: self.salt.to_string(),
+        }
+    }
+
+    /// blake3 of the canonical JSON, hashed as it is written (no text is kept).
+    pub fn key(&self) -> StageKey {
+        let mut hasher = blake3::Hasher::new();
+        self.write_canonical(&mut hasher)
+            .expect("hashing cannot fail");
+        StageKey(hasher.finalize().to_hex().to_string())
+    }
+
+    /// Canonical JSON: object keys sorted at every depth, no whitespace. Written field by
+    /// field (in sorted order) rather than through a `serde_json::Value`, because every
+    /// instance of every run computes it; `canonical_json(&to_value(fingerprint))` gives
+    /// the same bytes (tests/hash_fingerprint.rs checks it on generated fingerprints).
+    pub fn write_canonical(&self, out: &mut impl Write) -> std::io::Result<()> {
+        out.write_all(b"{\"command\":")?;
+        match &self.command {
+            None => out.write_all(b"null")?,
+            Some(c) => {
+                out.write_all(b"{\"outs\":")?;
+                write_sorted(out, c.outs.iter().map(|(k, p)| (*k, p)), |out, p| {
+                    write_scalar(p.as_ref(), out)
+                })?;
+                out.write_all(b",\"run\":")?;
+                write_scalar(c.run, out)?;
+                out.write_all(b"}")?;
+            }
+        }
+        out.write_all(b",\"externals\":")?;
+        write_sorted(
+            out,
+            self.externals.iter().map(|(k, h)| (k.as_ref(), h)),
+            |out, h| write_scalar(&h.0, out),
+        )?;
+        out.write_all(b",\"inputs\":")?;
+        write_sorted(out, self.inputs.iter().map(|(k, s)| (*k, s)), write_slot)?;
+        out.write_all(b",\"key_schema\":")?;
+        write_scalar(&KEY_SCHEMA, out)?;
+        out.write_all(b",\"kind\":")?;
+        write_scalar(self.kind, out)?;
+        out.write_all(b",\"kind_version\":")?;
+        write_scalar(&self.kind_version, out)?;
+        out.write_all(b",\"params\":")?;
+        let mut params: Vec<(&String, &Value)> = self.params.iter().collect();
+        params.sort_unstable_by_key(|(k, _)| *k);
+        write_sorted(
+            out,
+            params.into_iter().map(|(k, v)| (k.as_str(), v)),
+            |out, v| write_canonical(v, out),
+        )?;
+        out.write_all(b",\"salt\":")?;
+        write_scalar(self.salt, out)?;
+        out.write_all(b"}")
+    }
 }
 
 /// Why a fingerprint could not be read back.
@@ -102,69 +249,51 @@ impl Fingerprint {
         externals: SmallMap<String, ArtifactHash>,
         salt: &str,
     ) -> Self {
-        let command = instance.command.as_ref().map(|c| CommandFingerprint {
-            run: c.run.clone(),
-            outs: c
-                .outs
-                .iter()
-                .map(|(k, p)| (k.clone(), slash_path(p)))
-                .collect(),
-        });
-        Fingerprint {
-            key_schema: KEY_SCHEMA,
-            kind: instance.kind.clone(),
-            kind_version: instance.kind_version,
-            params: instance.params.clone(),
-            inputs,
-            externals,
-            command,
-            salt: salt.to_string(),
-        }
+        let externals = externals
+            .iter()
+            .map(|(k, h)| (Cow::Borrowed(k.as_str()), h))
+            .collect();
+        let inputs = inputs.iter().map(slot_ref).collect();
+        FingerprintRef::of(instance, inputs, externals, salt).to_owned()
     }
 
-    /// Canonical JSON: object keys sorted at every depth, no whitespace. Written field by
-    /// field (in sorted order) rather than through a `serde_json::Value`, because every
-    /// instance of every run computes it; `canonical_json(&to_value(self))` gives the same
-    /// bytes (tests/hash_fingerprint.rs checks it on generated fingerprints).
+    /// Canonical JSON: object keys sorted at every depth, no whitespace (see
+    /// [`FingerprintRef::write_canonical`]).
     pub fn canonical_json(&self) -> String {
         let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"{\"command\":");
-        match &self.command {
-            None => out.extend_from_slice(b"null"),
-            Some(c) => {
-                out.extend_from_slice(b"{\"outs\":");
-                write_sorted(&mut out, &c.outs, |out, v| write_scalar(v, out));
-                out.extend_from_slice(b",\"run\":");
-                write_scalar(&c.run, &mut out);
-                out.push(b'}');
-            }
-        }
-        out.extend_from_slice(b",\"externals\":");
-        write_sorted(&mut out, &self.externals, |out, h| write_scalar(&h.0, out));
-        out.extend_from_slice(b",\"inputs\":");
-        write_sorted(&mut out, &self.inputs, write_slot);
-        out.extend_from_slice(b",\"key_schema\":");
-        write_scalar(&self.key_schema, &mut out);
-        out.extend_from_slice(b",\"kind\":");
-        write_scalar(&self.kind, &mut out);
-        out.extend_from_slice(b",\"kind_version\":");
-        write_scalar(&self.kind_version, &mut out);
-        out.extend_from_slice(b",\"params\":");
-        let params: BTreeMap<&String, &Value> = self.params.iter().collect();
-        write_sorted(&mut out, &params, |out, v| write_canonical(v, out));
-        out.extend_from_slice(b",\"salt\":");
-        write_scalar(&self.salt, &mut out);
-        out.push(b'}');
+        self.as_ref()
+            .write_canonical(&mut out)
+            .expect("writing JSON to memory cannot fail");
         String::from_utf8(out).expect("JSON text is UTF-8")
     }
 
     /// blake3 of the canonical JSON.
     pub fn key(&self) -> StageKey {
-        StageKey(
-            blake3::hash(self.canonical_json().as_bytes())
-                .to_hex()
-                .to_string(),
-        )
+        self.as_ref().key()
+    }
+
+    /// The same fields by reference.
+    pub fn as_ref(&self) -> FingerprintRef<'_> {
+        FingerprintRef {
+            kind: &self.kind,
+            kind_version: self.kind_version,
+            params: &self.params,
+            inputs: self.inputs.iter().map(slot_ref).collect(),
+            externals: self
+                .externals
+                .iter()
+                .map(|(k, h)| (Cow::Borrowed(k.as_str()), h))
+                .collect(),
+            command: self.command.as_ref().map(|c| CommandRef {
+                run: &c.run,
+                outs: c
+                    .outs
+                    .iter()
+                    .map(|(k, p)| (k.as_str(), Cow::Borrowed(p.as_str())))
+                    .collect(),
+            }),
+            salt: &self.salt,
+        }
     }
 
     /// Reads a fingerprint stored by an execution.
@@ -202,6 +331,14 @@ impl Fingerprint {
         }
         changes
     }
+}
+
+fn slot_ref<'a>((name, hashes): (&'a String, &'a SlotHashes)) -> (&'a str, SlotRef<'a>) {
+    let hashes = match hashes {
+        SlotHashes::One(h) => SlotRef::One(h),
+        SlotHashes::Many(hs) => SlotRef::Many(hs.iter().collect()),
+    };
+    (name.as_str(), hashes)
 }
 
 /// The `externals` key of a command dependency.
@@ -253,82 +390,85 @@ fn push_change(
 /// Written by hand so the encoding does not depend on serde_json's `preserve_order`.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::new();
-    write_canonical(value, &mut out);
+    write_canonical(value, &mut out).expect("writing JSON to memory cannot fail");
     String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
-/// Writes straight into one buffer (this runs once per instance, 30,000 times for a
+/// Writes straight into the sink (this runs once per instance, 30,000 times for a
 /// 10,000-member sweep); strings and scalars are escaped exactly as serde_json prints
 /// them, so keys stay stable.
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push(b'{');
+            out.write_all(b"{")?;
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
-                write_scalar(k, out);
-                out.push(b':');
-                write_canonical(&map[k], out);
+                write_scalar(k, out)?;
+                out.write_all(b":")?;
+                write_canonical(&map[k], out)?;
             }
-            out.push(b'}');
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.push(b'[');
+            out.write_all(b"[")?;
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
-                write_canonical(v, out);
+                write_canonical(v, out)?;
             }
-            out.push(b']');
+            out.write_all(b"]")
         }
         scalar => write_scalar(scalar, out),
     }
 }
 
-/// A JSON object of a sorted map, each value written by `value`.
-fn write_sorted<'a, K: AsRef<str> + 'a, V: 'a>(
-    out: &mut Vec<u8>,
-    map: impl IntoIterator<Item = (&'a K, &'a V)>,
-    value: impl Fn(&mut Vec<u8>, &V),
-) {
-    out.push(b'{');
-    for (i, (k, v)) in map.into_iter().enumerate() {
+/// A JSON object of entries sorted by key, each value written by `value`.
+fn write_sorted<'a, W: Write, V: 'a>(
+    out: &mut W,
+    entries: impl IntoIterator<Item = (&'a str, V)>,
+    value: impl Fn(&mut W, V) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    out.write_all(b"{")?;
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.write_all(b",")?;
         }
-        write_scalar(k.as_ref(), out);
-        out.push(b':');
-        value(out, v);
+        write_scalar(k, out)?;
+        out.write_all(b":")?;
+        value(out, v)?;
     }
-    out.push(b'}');
+    out.write_all(b"}")
 }
 
 /// A slot as serde writes [`SlotHashes`]: `{"one":h}` or `{"many":[h,…]}`.
-fn write_slot(out: &mut Vec<u8>, slot: &SlotHashes) {
+fn write_slot(out: &mut impl Write, slot: &SlotRef<'_>) -> std::io::Result<()> {
     match slot {
-        SlotHashes::One(h) => {
-            out.extend_from_slice(b"{\"one\":");
-            write_scalar(&h.0, out);
+        SlotRef::One(h) => {
+            out.write_all(b"{\"one\":")?;
+            write_scalar(&h.0, out)?;
         }
-        SlotHashes::Many(hashes) => {
-            out.extend_from_slice(b"{\"many\":[");
+        SlotRef::Many(hashes) => {
+            out.write_all(b"{\"many\":[")?;
             for (i, h) in hashes.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
-                write_scalar(&h.0, out);
+                write_scalar(&h.0, out)?;
             }
-            out.push(b']');
+            out.write_all(b"]")?;
         }
     }
-    out.push(b'}');
+    out.write_all(b"}")
 }
 
-fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
-    serde_json::to_writer(&mut *out, value).expect("writing JSON to memory cannot fail");
+fn write_scalar<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    serde_json::to_writer(out, value).map_err(std::io::Error::other)
 }

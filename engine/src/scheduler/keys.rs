@@ -4,10 +4,12 @@
 //! parameters, command deps) enters keys by content, hashed once per run through the
 //! store's stat cache.
 
-use crate::fingerprint::{dep_key, Fingerprint, SlotHashes};
+use crate::fingerprint::{dep_key, Fingerprint, FingerprintRef, SlotRef};
 use crate::hash::ArtifactHash;
+use crate::hash::StageKey;
 use crate::plan::{InputBinding, Instance, Plan, SmallMap, Upstream};
 use crate::store::{self, Store};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,20 +45,40 @@ pub fn fingerprint(
     outputs: &[Option<Arc<Outputs>>],
     externals: &ExternalHashes,
 ) -> Option<Fingerprint> {
+    fingerprint_ref(plan, i, outputs, externals).map(|f| f.to_owned())
+}
+
+/// The stage key of instance `i`, or `None` while an upstream's outputs are unknown;
+/// the same as `fingerprint(…).key()` without building the owned fingerprint.
+pub fn key(
+    plan: &Plan,
+    i: usize,
+    outputs: &[Option<Arc<Outputs>>],
+    externals: &ExternalHashes,
+) -> Option<StageKey> {
+    fingerprint_ref(plan, i, outputs, externals).map(|f| f.key())
+}
+
+fn fingerprint_ref<'a>(
+    plan: &'a Plan,
+    i: usize,
+    outputs: &'a [Option<Arc<Outputs>>],
+    externals: &'a ExternalHashes,
+) -> Option<FingerprintRef<'a>> {
     let inst = &plan.instances[i];
-    let mut inputs = SmallMap::with_capacity(inst.inputs.len());
+    let mut inputs = Vec::with_capacity(inst.inputs.len());
     for (slot, binding) in &inst.inputs {
         let hashes = match binding {
-            InputBinding::One(u) => SlotHashes::One(upstream_hash(u, outputs)?),
-            InputBinding::Many(us) => SlotHashes::Many(
+            InputBinding::One(u) => SlotRef::One(upstream_hash(u, outputs)?),
+            InputBinding::Many(us) => SlotRef::Many(
                 us.iter()
                     .map(|u| upstream_hash(u, outputs))
                     .collect::<Option<_>>()?,
             ),
         };
-        inputs.insert(slot.clone(), hashes);
+        inputs.push((slot.as_str(), hashes));
     }
-    Some(Fingerprint::of(
+    Some(FingerprintRef::of(
         inst,
         inputs,
         instance_externals(plan, inst, externals)?,
@@ -64,29 +86,34 @@ pub fn fingerprint(
     ))
 }
 
-fn upstream_hash(u: &Upstream, outputs: &[Option<Arc<Outputs>>]) -> Option<ArtifactHash> {
-    outputs[u.instance].as_ref()?.get(&u.output).cloned()
+fn upstream_hash<'a>(
+    u: &Upstream,
+    outputs: &'a [Option<Arc<Outputs>>],
+) -> Option<&'a ArtifactHash> {
+    outputs[u.instance].as_ref()?.get(&u.output)
 }
 
-fn instance_externals(
+/// The instance's external data hashes, sorted by key (a path parameter's name, or
+/// `deps:<path>` as written), each key once.
+fn instance_externals<'a>(
     plan: &Plan,
-    inst: &Instance,
-    externals: &ExternalHashes,
-) -> Option<SmallMap<String, ArtifactHash>> {
+    inst: &'a Instance,
+    externals: &'a ExternalHashes,
+) -> Option<Vec<(Cow<'a, str>, &'a ArtifactHash)>> {
     let deps = inst.command.as_ref().map_or(0, |c| c.deps.len());
-    let mut map = SmallMap::with_capacity(inst.external_paths.len() + deps);
+    let mut found = Vec::with_capacity(inst.external_paths.len() + deps);
     for (name, path) in &inst.external_paths {
-        map.insert(name.clone(), externals.get(path)?.clone());
+        found.push((Cow::Borrowed(name.as_str()), externals.get(path)?));
     }
     for dep in inst.command.iter().flat_map(|c| c.deps.iter()) {
         // Keyed as written (relative to the pipeline), so moving the project keeps keys.
         let written = dep.strip_prefix(&plan.base_dir).unwrap_or(dep);
-        map.insert(
-            dep_key(written),
-            externals.get(&plan.base_dir.join(dep))?.clone(),
-        );
+        let hash = externals.get(&plan.base_dir.join(dep))?;
+        found.push((Cow::Owned(dep_key(written)), hash));
     }
-    Some(map)
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.dedup_by(|a, b| a.0 == b.0);
+    Some(found)
 }
 
 /// Hashes every external path of the plan (each once) through the store's stat cache;
@@ -161,5 +188,57 @@ pub async fn cache_racy_externals(
     let paths = external_paths(plan);
     if let Err((path, e)) = store::stat_cache::hash_externals(store.as_ref(), &paths).await {
         tracing::warn!("cannot cache the hash of {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use crate::spec::{self, SettingsOverrides};
+
+    /// `key` hashes the borrowed view; executions keep the owned fingerprint. Both must
+    /// give one key for every shape: deps (sorted, a repeated one once), outs, a single
+    /// input, a list slot and a gather.
+    #[test]
+    fn the_key_of_the_view_is_the_key_of_the_owned_fingerprint() {
+        let yaml = "version: 1\nname: t\nstages:\n  \
+          a:\n    uses: command\n    matrix: { i: [1, 2] }\n    \
+            run: echo ${matrix.i} > ${outs.x}\n    deps: [z.txt, b/y.txt, z.txt]\n    \
+            outs: { x: out/x.txt, w: ./w.txt }\n  \
+          b:\n    uses: command\n    run: cat ${inputs.one} ${inputs.all} > ${outs.y}\n    \
+            inputs: { one: a.x, all: \"a.w[*]\" }\n    outs: { y: y.txt }\n";
+        let plan = spec::load_str(
+            yaml,
+            std::path::Path::new("/p/pipeline.yaml"),
+            &Registry::with_builtins(),
+            &SettingsOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let externals: ExternalHashes = external_paths(&plan)
+            .into_iter()
+            .enumerate()
+            .map(|(n, p)| (p, ArtifactHash(format!("{n:064x}"))))
+            .collect();
+        let mut outputs: Vec<Option<Arc<Outputs>>> = vec![None; plan.instances.len()];
+        for (i, inst) in plan.instances.iter().enumerate() {
+            let by_view = key(&plan, i, &outputs, &externals).expect("upstreams are known");
+            let owned = fingerprint(&plan, i, &outputs, &externals).expect("the same");
+            assert_eq!(by_view, owned.key(), "{}", inst.name);
+            assert_eq!(
+                owned,
+                Fingerprint::from_json(&owned.canonical_json()).unwrap()
+            );
+            let made = inst.outputs.iter().map(|o| {
+                let hash = blake3::hash(format!("{}.{o}", inst.name).as_bytes());
+                (o.clone(), ArtifactHash(hash.to_hex().to_string()))
+            });
+            outputs[i] = Some(Arc::new(made.collect()));
+        }
+        let deps = &fingerprint(&plan, 0, &outputs, &externals)
+            .unwrap()
+            .externals;
+        let names: Vec<&str> = deps.keys().map(String::as_str).collect();
+        assert_eq!(names, ["deps:b/y.txt", "deps:z.txt"]);
     }
 }

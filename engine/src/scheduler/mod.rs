@@ -155,16 +155,15 @@ impl Scheduler {
     }
 }
 
-/// Keyed instances, their keys, and the store's answer on its way.
+/// Keyed instances, and the store's answer on its way with their keys.
 type Lookup = (
-    Vec<(usize, crate::fingerprint::Fingerprint)>,
-    Vec<StageKey>,
-    tokio::task::JoinHandle<
-        crate::store::StoreResult<
-            std::collections::HashMap<StageKey, crate::store::CachedExecution>,
-        >,
-    >,
+    Vec<usize>,
+    tokio::task::JoinHandle<(Vec<StageKey>, CacheAnswer)>,
 );
+
+/// The store's answer to one chunk's lookup.
+type CacheAnswer =
+    crate::store::StoreResult<std::collections::HashMap<StageKey, crate::store::CachedExecution>>;
 
 /// The scheduler's mutable state during one run.
 struct Loop {
@@ -231,16 +230,16 @@ impl Loop {
         let mut lookups: VecDeque<Lookup> = VecDeque::new();
         loop {
             self.look_up_ready(&mut lookups);
-            let Some((keyed, keys, lookup)) = lookups.pop_front() else {
+            let Some((keyed, lookup)) = lookups.pop_front() else {
                 return Ok(());
             };
-            let cached = lookup.await.map_err(|e| {
+            let (keys, cached) = lookup.await.map_err(|e| {
                 crate::store::StoreError::Unsupported(format!(
                     "a cache lookup ended abnormally: {e}"
                 ))
-            })??;
+            })?;
             let (asked, mut hits) = (keys.len(), Vec::new());
-            self.take_lookup(keyed, keys, &cached, &mut hits);
+            self.take_lookup(keyed, keys, &cached?, &mut hits);
             tracing::debug!("{} of {asked} cached", hits.len());
             if !hits.is_empty() {
                 // Nothing downstream reads these rows during the run: writing them
@@ -272,11 +271,17 @@ impl Loop {
             }
         };
         for chunk in ready.chunks(LOOKUP_CHUNK) {
-            let keyed = self.state.key_all(&self.ctx.plan, chunk, externals);
-            let keys: Vec<StageKey> = keyed.iter().map(|(_, fp)| fp.key()).collect();
-            let (store, asked) = (self.ctx.store.clone(), keys.clone());
-            let lookup = tokio::spawn(async move { store.cached_many(&asked).await });
-            lookups.push_back((keyed, keys, lookup));
+            let (keyed, keys): (Vec<usize>, Vec<StageKey>) = self
+                .state
+                .key_all(&self.ctx.plan, chunk, externals)
+                .into_iter()
+                .unzip();
+            let store = self.ctx.store.clone();
+            let lookup = tokio::spawn(async move {
+                let cached = store.cached_many(&keys).await;
+                (keys, cached)
+            });
+            lookups.push_back((keyed, lookup));
         }
         tracing::debug!("keyed {} instances", ready.len());
     }
@@ -285,12 +290,12 @@ impl Loop {
     /// `hits`), a miss queues an execution or waits on the one already running its key.
     fn take_lookup(
         &mut self,
-        keyed: Vec<(usize, crate::fingerprint::Fingerprint)>,
+        keyed: Vec<usize>,
         keys: Vec<StageKey>,
         cached: &std::collections::HashMap<StageKey, crate::store::CachedExecution>,
         hits: &mut Vec<NewCacheHit>,
     ) {
-        for ((i, fingerprint), key) in keyed.into_iter().zip(keys) {
+        for (i, key) in keyed.into_iter().zip(keys) {
             match cached.get(&key) {
                 Some(hit) => {
                     self.summary.cached += 1;
@@ -306,6 +311,14 @@ impl Loop {
                     });
                 }
                 None => {
+                    let fingerprint =
+                        self.externals.as_ref().ok().and_then(|externals| {
+                            self.state.fingerprint(&self.ctx.plan, i, externals)
+                        });
+                    let Some(fingerprint) = fingerprint else {
+                        self.fail(i, "an input hash is unknown".into());
+                        continue;
+                    };
                     if self.state.join_in_flight(i, &key) {
                         continue;
                     }

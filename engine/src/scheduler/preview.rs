@@ -55,15 +55,17 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
         if ready.is_empty() {
             break;
         }
-        let wave = state.key_all(plan, &ready, &externals);
-        let keys: Vec<StageKey> = wave.iter().map(|(_, fp)| fp.key()).collect();
+        let (wave, keys): (Vec<usize>, Vec<StageKey>) =
+            state.key_all(plan, &ready, &externals).into_iter().unzip();
         tracing::debug!("keyed {} instances", keys.len());
         let hits = store.cached_many(&keys).await?;
         tracing::debug!("{} of them cached", hits.len());
         let mut misses = Vec::new();
-        for ((i, fp), key) in wave.into_iter().zip(keys) {
+        for (i, key) in wave.into_iter().zip(keys) {
             let Some(hit) = hits.get(&key) else {
-                misses.push((i, key, fp));
+                if let Some(fp) = state.fingerprint(plan, i, &externals) {
+                    misses.push((i, key, fp));
+                }
                 continue;
             };
             state.resolve(plan, i, Arc::new(hashes_of(&hit.outputs)));

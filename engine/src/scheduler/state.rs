@@ -1,7 +1,7 @@
 //! Dependency bookkeeping of one run: which instances are ready, which keys are in
 //! flight (and which instances wait on each), and what was skipped.
 
-use super::keys::{fingerprint, ExternalHashes, Outputs};
+use super::keys::{fingerprint, key, ExternalHashes, Outputs};
 use super::observer::{InstanceOutcome, Observer, RunEvent};
 use crate::fingerprint::Fingerprint;
 use crate::hash::StageKey;
@@ -57,24 +57,35 @@ impl RunState {
         std::mem::take(&mut self.ready)
     }
 
-    /// Fingerprints of ready instances (all their upstreams are resolved).
+    /// Stage keys of ready instances (all their upstreams are resolved).
     pub fn key_all(
         &self,
         plan: &Plan,
         ready: &[usize],
         externals: &ExternalHashes,
-    ) -> Vec<(usize, Fingerprint)> {
+    ) -> Vec<(usize, StageKey)> {
         ready
             .iter()
             .filter_map(|&i| {
-                let fp = fingerprint(plan, i, &self.outputs, externals);
-                if fp.is_none() {
+                let key = key(plan, i, &self.outputs, externals);
+                if key.is_none() {
                     let name = &plan.instances[i].name;
                     tracing::error!("{name}: ready but an input hash is unknown");
                 }
-                fp.map(|fp| (i, fp))
+                key.map(|key| (i, key))
             })
             .collect()
+    }
+
+    /// The fingerprint of a ready instance (kept with its execution), as
+    /// [`RunState::key_all`] keyed it.
+    pub fn fingerprint(
+        &self,
+        plan: &Plan,
+        i: usize,
+        externals: &ExternalHashes,
+    ) -> Option<Fingerprint> {
+        fingerprint(plan, i, &self.outputs, externals)
     }
 
     /// True if `key` already runs for another instance (then `i` waits on it).
