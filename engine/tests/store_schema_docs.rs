@@ -48,23 +48,38 @@ fn create_columns(body: &str) -> Vec<String> {
         .collect()
 }
 
-/// (table, columns) as the migrations leave them: every CREATE TABLE, then every
-/// `ALTER TABLE t ADD COLUMN c`, applied in file order.
+/// (table, columns) as the migrations leave them: their statements applied in file
+/// order (`CREATE TABLE`, `ALTER TABLE … ADD COLUMN` and `… RENAME TO`, `DROP TABLE`).
 fn migrated_tables(dialect: &str) -> BTreeMap<String, Vec<String>> {
-    let sql = migrations_of(dialect);
+    let sql: String = migrations_of(dialect)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| l.to_string() + "\n")
+        .collect();
     let mut tables = BTreeMap::new();
-    for block in sql.split("CREATE TABLE ").skip(1) {
-        let name = block.split_whitespace().next().unwrap().to_string();
-        let body = &block[block.find('(').unwrap() + 1..block.find(");").unwrap()];
-        tables.insert(name, create_columns(body));
-    }
-    for stmt in sql.split("ALTER TABLE ").skip(1) {
+    for stmt in sql.split(';').map(str::trim) {
         let words: Vec<&str> = stmt.split_whitespace().collect();
-        if let [table, "ADD", "COLUMN", column, ..] = words[..] {
-            let columns: &mut Vec<String> = tables
-                .get_mut(table)
-                .unwrap_or_else(|| panic!("{dialect}: ALTER TABLE of unknown table {table}"));
-            columns.push(column.to_string());
+        match words[..] {
+            ["CREATE", "TABLE", name, ..] => {
+                let body = &stmt[stmt.find('(').unwrap() + 1..stmt.rfind(')').unwrap()];
+                tables.insert(name.to_string(), create_columns(body));
+            }
+            ["ALTER", "TABLE", table, "ADD", "COLUMN", column, ..] => {
+                let columns: &mut Vec<String> = tables
+                    .get_mut(table)
+                    .unwrap_or_else(|| panic!("{dialect}: ALTER TABLE of unknown table {table}"));
+                columns.push(column.to_string());
+            }
+            ["ALTER", "TABLE", table, "RENAME", "TO", new_name] => {
+                let columns = tables
+                    .remove(table)
+                    .unwrap_or_else(|| panic!("{dialect}: RENAME of unknown table {table}"));
+                tables.insert(new_name.to_string(), columns);
+            }
+            ["DROP", "TABLE", table] => {
+                tables.remove(table);
+            }
+            _ => {}
         }
     }
     tables

@@ -66,3 +66,58 @@ async fn concurrent_writers_on_two_handles_never_see_busy() {
     }
     assert_eq!(a.status().await.unwrap().cached_keys, 40);
 }
+
+/// Migration 0007 rebuilds `cache` as a WITHOUT ROWID table: a key cached by a store at
+/// migration 0006 is still a hit, with its outputs, after the store is opened again.
+#[tokio::test]
+async fn a_key_cached_before_migration_7_is_still_a_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(".histodiff");
+    std::fs::create_dir_all(&root).unwrap();
+    let before = dir.path().join("migrations-0001-0006");
+    std::fs::create_dir(&before).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(&all)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files.iter().take(6) {
+        std::fs::copy(file, before.join(file.file_name().unwrap())).unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", root.join("histodiff.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let hash = "ab".repeat(32);
+    for sql in [
+        "INSERT INTO runs (id, pipeline, file, started, status, host, pid) \
+         VALUES (1, 'p', 'p.yaml', 0, 'succeeded', 'h', 1)",
+        "INSERT INTO executions (id, run_id, stage_key, stage, instance, kind, \
+         kind_version, status) VALUES (7, 1, 'key-7', 's', 's', 'command', 1, 'succeeded')",
+        "INSERT INTO cache (stage_key, execution_id, created, outputs) \
+         VALUES ('key-7', 7, 0, json_array(json_array('out', $1, 'file', 3)))",
+    ] {
+        sqlx::query(sql).bind(&hash).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let object = root.join("objects").join(&hash[..2]);
+    std::fs::create_dir_all(&object).unwrap();
+    std::fs::write(object.join(&hash[2..]), b"out").unwrap();
+
+    let store = open_sqlite(dir.path(), Default::default()).await;
+    let key = histodiff_engine::hash::StageKey("key-7".into());
+    let hits = store.cached_many(std::slice::from_ref(&key)).await.unwrap();
+    let hit = &hits[&key];
+    assert_eq!(hit.execution_id, ExecutionId(7));
+    assert_eq!(hit.outputs["out"].hash.0, hash);
+    let (sql,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'cache'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+}
