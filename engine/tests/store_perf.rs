@@ -63,14 +63,15 @@ async fn a_ten_thousand_instance_no_op_run_is_fast() {
     tx.commit().await.unwrap();
 
     let keys: Vec<StageKey> = (0..n).map(|i| key(&format!("m{i}"))).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("m[i={i}]")).collect();
     let second = begin_run(&store).await;
     let (started, cpu_started) = (Instant::now(), cpu_time());
     let hits = store.cached_many(&keys).await.unwrap();
     let looked_up = started.elapsed();
     let records: Vec<NewCacheHit> = (0..n - 1)
         .map(|i| NewCacheHit {
-            stage: "m".into(),
-            instance: format!("m[i={i}]"),
+            stage: "m",
+            instance: &names[i],
             source: hits[&keys[i]].execution_id,
         })
         .collect();

@@ -190,8 +190,8 @@ async fn the_example_queries_run_and_answer() {
         .into_iter()
         .zip(&ids)
         .map(|(name, &source)| NewCacheHit {
-            stage: name.into(),
-            instance: name.into(),
+            stage: name,
+            instance: name,
             source,
         })
         .collect();

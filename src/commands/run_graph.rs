@@ -467,9 +467,9 @@ mod tests {
         let store = &*store;
         let first = first_run(store).await;
         let second = begin(store).await;
-        let hit = |name: &str, source| NewCacheHit {
-            stage: name.into(),
-            instance: name.into(),
+        let hit = |name: &'static str, source| NewCacheHit {
+            stage: name,
+            instance: name,
             source,
         };
         let hits = [hit("prepare", first.prepare.0), hit("train", first.train.0)];

@@ -245,10 +245,23 @@ impl Loop {
                 // Nothing downstream reads these rows during the run: writing them
                 // alongside the next keys and lookups takes them off the critical path
                 // of a no-op run (see `recorded`).
-                let (store, run, batch) = (self.ctx.store.clone(), self.ctx.run_id, self.batches);
+                let (ctx, batch) = (self.ctx.clone(), self.batches);
                 self.batches += 1;
-                self.recording
-                    .spawn(async move { store.record_cache_hits(run, batch, &hits).await });
+                self.recording.spawn(async move {
+                    let hits: Vec<NewCacheHit<'_>> = hits
+                        .iter()
+                        .map(|&(i, source)| {
+                            let inst = &ctx.plan.instances[i];
+                            let (stage, instance) = (inst.stage.as_str(), inst.name.as_str());
+                            NewCacheHit {
+                                stage,
+                                instance,
+                                source,
+                            }
+                        })
+                        .collect();
+                    ctx.store.record_cache_hits(ctx.run_id, batch, &hits).await
+                });
             }
         }
     }
@@ -286,20 +299,22 @@ impl Loop {
         tracing::debug!("keyed {} instances", ready.len());
     }
 
-    /// Takes one lookup's answer: a hit resolves its instance (adding its record to
-    /// `hits`), a miss queues an execution or waits on the one already running its key.
+    /// Takes one lookup's answer: a hit resolves its instance (adding it and its source
+    /// execution to `hits`), a miss queues an execution or waits on the one already
+    /// running its key.
     fn take_lookup(
         &mut self,
         keyed: Vec<usize>,
         keys: Vec<StageKey>,
         cached: &std::collections::HashMap<StageKey, crate::store::CachedExecution>,
-        hits: &mut Vec<NewCacheHit>,
+        hits: &mut Vec<(usize, ExecutionId)>,
     ) {
         for (i, key) in keyed.into_iter().zip(keys) {
+            // Looked up, not taken: two instances of a chunk may share a key.
             match cached.get(&key) {
                 Some(hit) => {
                     self.summary.cached += 1;
-                    hits.push(self.cache_hit(i, hit.execution_id));
+                    hits.push((i, hit.execution_id));
                     self.state.resolve(
                         &self.ctx.plan,
                         i,
@@ -347,16 +362,6 @@ impl Loop {
             }
         }
         first
-    }
-
-    /// The cache-hit record of instance `i`, which reused execution `source`.
-    fn cache_hit(&self, i: usize, source: ExecutionId) -> NewCacheHit {
-        let inst = &self.ctx.plan.instances[i];
-        NewCacheHit {
-            stage: inst.stage.clone(),
-            instance: inst.name.clone(),
-            source,
-        }
     }
 
     /// Starts every queued execution that fits in the free resources, in plan order.

@@ -131,7 +131,7 @@ pub trait Store: Send + Sync {
         &self,
         run: RunId,
         batch: u32,
-        hits: &[NewCacheHit],
+        hits: &[NewCacheHit<'_>],
     ) -> StoreResult<()>;
 
     // --- reservations ---------------------------------------------------------------------

@@ -176,11 +176,12 @@ pub struct NewExecution {
     pub fingerprint: String,
 }
 
-/// An instance of a run whose key was in the cache: it reused `source`'s outputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewCacheHit {
-    pub stage: String,
-    pub instance: String,
+/// An instance of a run whose key was in the cache: it reused `source`'s outputs. The
+/// names are borrowed from the plan: a no-op run of a 10,000-member sweep records 30,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewCacheHit<'a> {
+    pub stage: &'a str,
+    pub instance: &'a str,
     pub source: ExecutionId,
 }
 

@@ -14,13 +14,13 @@ pub async fn cache_hits_are_one_record_per_batch(backend: &impl Backend) {
     let second = begin_run(&store).await;
     let hit = store.cached(&key("fewshot")).await.unwrap().unwrap();
     let first_batch = [NewCacheHit {
-        stage: "fewshot".into(),
-        instance: "fewshot".into(),
+        stage: "fewshot",
+        instance: "fewshot",
         source: hit.execution_id,
     }];
     let renamed = NewCacheHit {
-        stage: "fewshot_copy".into(),
-        instance: "fewshot_copy[seed=2]".into(),
+        stage: "fewshot_copy",
+        instance: "fewshot_copy[seed=2]",
         source: hit.execution_id,
     };
     store

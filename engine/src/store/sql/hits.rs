@@ -26,14 +26,14 @@ impl SqlStore {
         &self,
         run: RunId,
         batch: u32,
-        hits: &[NewCacheHit],
+        hits: &[NewCacheHit<'_>],
     ) -> StoreResult<()> {
         if hits.is_empty() {
             return Ok(());
         }
         let entries: Vec<(i64, &str, &str)> = hits
             .iter()
-            .map(|h| (h.source.0, h.stage.as_str(), h.instance.as_str()))
+            .map(|h| (h.source.0, h.stage, h.instance))
             .collect();
         sqlx::query(
             "INSERT INTO cache_hits (run_id, batch, recorded, hits, entries) \

@@ -260,7 +260,7 @@ impl Store for SqlStore {
         &self,
         run: RunId,
         batch: u32,
-        hits: &[NewCacheHit],
+        hits: &[NewCacheHit<'_>],
     ) -> StoreResult<()> {
         let _turn = self.writer().await;
         self.insert_cache_hits(run, batch, hits).await
