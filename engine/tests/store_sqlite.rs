@@ -32,6 +32,12 @@ async fn open_creates_the_layout_in_wal_mode_and_reopens() {
         .await
         .unwrap();
     assert_eq!(fk.0, 1);
+    // Reads go through a shared mapping of the file (the bundled SQLite must allow it).
+    let mmap: (i64,) = sqlx::query_as("PRAGMA mmap_size")
+        .fetch_one(again.pool())
+        .await
+        .unwrap();
+    assert_eq!(mmap.0, 1 << 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
