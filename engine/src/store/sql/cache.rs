@@ -2,14 +2,33 @@
 //! executing a key right now), so identical keys run once across sweep members and
 //! across concurrent runs on the same store.
 
-use super::bulk::{parse_rows, pipelined_lookup};
+use super::bulk::pipelined_lookup;
 use super::{corrupt_json, db_err, placeholders, rows, SqlStore, MAX_PARAMS};
 use crate::hash::{ArtifactHash, StageKey};
 use crate::store::liveness::{hostname, now_ms, pid_alive};
 use crate::store::types::*;
 use crate::store::StoreResult;
 use sqlx::AssertSqlSafe;
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// One row of a cache lookup's answer: key, execution, outputs (see `lookup_cache`),
+/// borrowed from the answer's text where it has no escapes.
+#[derive(serde::Deserialize)]
+struct FoundRow<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+    #[serde(borrow)] Option<Vec<FoundOutput<'a>>>,
+);
+
+/// One output of a [`FoundRow`]: name, hash, kind, size.
+#[derive(serde::Deserialize)]
+struct FoundOutput<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+);
 
 /// How often `reserve` retries when the row changes under it (released or reclaimed).
 const RESERVE_TRIES: usize = 5;
@@ -18,6 +37,11 @@ impl SqlStore {
     /// Cache rows and their outputs for many keys (bulk statements, see `bulk.rs`): while
     /// the database answers for one chunk of keys, the previous chunk's answer is parsed
     /// and its objects are checked.
+    ///
+    /// The keys go in sorted and drive a join: SQLite then walks the cache's b-tree in
+    /// order, without first building a temporary index of the keys as `IN (…)` does. At
+    /// 30,000 keys that is a third less time in SQLite (measured on a copy of a real
+    /// store). A key asked twice answers twice, which the map absorbs.
     pub(super) async fn lookup_cache(
         &self,
         keys: &[StageKey],
@@ -25,12 +49,13 @@ impl SqlStore {
         let d = self.dialect;
         let columns = format!("c.stage_key, c.execution_id, {}", d.json_value("c.outputs"));
         let sql = format!(
-            "SELECT {} AS found FROM cache c WHERE c.stage_key IN (SELECT value FROM {})",
+            "SELECT {} AS found FROM {} JOIN cache c ON c.stage_key = value",
             d.json_rows(&columns),
             d.json_strings(1)
         );
         let mut hits: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(keys.len());
-        let keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let mut keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        keys.sort_unstable();
         pipelined_lookup(&self.pool, &sql, &keys, "cache lookup", |found| {
             self.absorb_hits(found, &mut hits)
         })
@@ -46,24 +71,25 @@ impl SqlStore {
         found: &str,
         hits: &mut HashMap<StageKey, CachedExecution>,
     ) -> StoreResult<()> {
-        type Output = (String, String, String, i64);
-        let rows: Vec<(String, i64, Option<Vec<Output>>)> =
-            parse_rows(found).map_err(|e| corrupt_json("cache", e))?;
+        let rows: Vec<FoundRow<'_>> =
+            serde_json::from_str(found).map_err(|e| corrupt_json("cache", e))?;
         hits.reserve(rows.len());
-        for (key, id, outputs) in rows {
+        for FoundRow(key, id, outputs) in rows {
             // A row without its outputs column (see docs/schema.md) is not a hit.
             let Some(outputs) = outputs else { continue };
+            let present = |o: &FoundOutput<'_>| self.objects.contains_hex(&o.1);
+            if !outputs.iter().all(present) {
+                continue;
+            }
             let mut hit = CachedExecution {
                 execution_id: ExecutionId(id),
                 outputs: Default::default(),
             };
-            for (name, hash, kind, size) in outputs {
-                hit.outputs
-                    .insert(name, rows::output_of(hash, &kind, size)?);
+            for FoundOutput(name, hash, kind, size) in outputs {
+                let output = rows::output_of(hash.into_owned(), &kind, size)?;
+                hit.outputs.insert(name.into_owned(), output);
             }
-            if hit.outputs.values().all(|o| self.objects.contains(&o.hash)) {
-                hits.insert(StageKey(key), hit);
-            }
+            hits.insert(StageKey(key.into_owned()), hit);
         }
         Ok(())
     }
