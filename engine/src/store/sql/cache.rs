@@ -36,26 +36,16 @@ const RESERVE_TRIES: usize = 5;
 impl SqlStore {
     /// Cache rows and their outputs for many keys (bulk statements, see `bulk.rs`): while
     /// the database answers for one chunk of keys, the previous chunk's answer is parsed
-    /// and its objects are checked.
-    ///
-    /// The keys go in sorted and drive a join: SQLite then walks the cache's b-tree in
-    /// order, without first building a temporary index of the keys as `IN (…)` does. At
-    /// 30,000 keys that is a third less time in SQLite (measured on a copy of a real
-    /// store). A key asked twice answers twice, which the map absorbs.
+    /// and its objects are checked. A key asked twice answers twice; the map keeps one.
     pub(super) async fn lookup_cache(
         &self,
         keys: &[StageKey],
     ) -> StoreResult<HashMap<StageKey, CachedExecution>> {
         let d = self.dialect;
         let columns = format!("c.stage_key, c.execution_id, {}", d.json_value("c.outputs"));
-        let sql = format!(
-            "SELECT {} AS found FROM {} JOIN cache c ON c.stage_key = value",
-            d.json_rows(&columns),
-            d.json_strings(1)
-        );
+        let sql = d.lookup("cache c", "c.stage_key", &columns);
         let mut hits: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(keys.len());
-        let mut keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        keys.sort_unstable();
+        let keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         pipelined_lookup(&self.pool, &sql, &keys, "cache lookup", |found| {
             self.absorb_hits(found, &mut hits)
         })

@@ -14,11 +14,10 @@ impl SqlStore {
         &self,
         paths: &[String],
     ) -> StoreResult<HashMap<String, StatEntry>> {
-        let d = self.dialect;
-        let sql = format!(
-            "SELECT {} AS found FROM stat_cache WHERE path IN (SELECT value FROM {})",
-            d.json_rows("path, size, mtime_ns, inode, hash"),
-            d.json_strings(1)
+        let sql = self.dialect.lookup(
+            "stat_cache s",
+            "s.path",
+            "s.path, s.size, s.mtime_ns, s.inode, s.hash",
         );
         let mut found = HashMap::with_capacity(paths.len());
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
