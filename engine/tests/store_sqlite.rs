@@ -32,12 +32,30 @@ async fn open_creates_the_layout_in_wal_mode_and_reopens() {
         .await
         .unwrap();
     assert_eq!(fk.0, 1);
-    // Reads go through a shared mapping of the file (the bundled SQLite must allow it).
-    let mmap: (i64,) = sqlx::query_as("PRAGMA mmap_size")
-        .fetch_one(again.pool())
-        .await
-        .unwrap();
-    assert_eq!(mmap.0, 1 << 30);
+}
+
+/// A large lookup maps the database for its own duration and leaves no connection
+/// mapped: SQLite drops a connection's map whenever another connection has written, so a
+/// map left in place would cost a remap per statement during a full run.
+#[tokio::test]
+async fn a_large_lookup_leaves_no_connection_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path(), Default::default()).await;
+    let keys: Vec<histodiff_engine::hash::StageKey> = (0..3_000)
+        .map(|i| histodiff_engine::hash::StageKey(format!("{i:064x}")))
+        .collect();
+    assert!(store.cached_many(&keys).await.unwrap().is_empty());
+    let mut held = Vec::new();
+    for _ in 0..store.options().max_connections {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        let (mmap,): (i64,) = sqlx::query_as("PRAGMA mmap_size")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(mmap, 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -31,20 +31,12 @@ pub(crate) const MAX_PARAMS: usize = 900;
 /// small enough that the buffers of one chunk are reused by the next.
 pub(crate) const BULK_ROWS: usize = 2_000;
 
-/// Per-connection SQLite settings:
-/// - `synchronous = NORMAL`, which in WAL mode loses nothing when a process is killed (a
-///   power cut may lose the newest transactions, which only makes those stages run
-///   again: objects are written before their rows) and spares an fsync per recorded
-///   execution;
-/// - `mmap_size` of 1 GiB: every connection reads the database through one shared
-///   mapping of the file instead of copying its pages into a page cache of its own. A
-///   no-op run of a 10,000-member sweep reads most of the cache table on four
-///   connections; it takes 0.200 s instead of 0.225 s and 15% less CPU. Writes still go
-///   through the WAL; the store is on a local disk (a cluster uses PostgreSQL).
-const SQLITE_TUNING: &[&str] = &[
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA mmap_size = 1073741824",
-];
+/// Per-connection SQLite settings: `synchronous = NORMAL`, which in WAL mode loses
+/// nothing when a process is killed (a power cut may lose the newest transactions, which
+/// only makes those stages run again: objects are written before their rows) and spares
+/// an fsync per recorded execution. (Bulk lookups map the file for their own duration:
+/// see `bulk::pipelined_lookup`.)
+const SQLITE_TUNING: &[&str] = &["PRAGMA synchronous = NORMAL"];
 
 /// Tunables of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
