@@ -130,6 +130,10 @@ def timed(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str], ok: tu
     """Runs `cmd`: its wall time and peak RSS, or Measure.timeout when it does not finish in
     `timeout` seconds (its process group is then killed). Raises on an exit code not in `ok`."""
     log = tempfile.TemporaryFile()
+    # Every step starts with the previous step's writes on disk: otherwise a no-op run
+    # timed right after a full run shares the disk and the CPU with the kernel writing
+    # back that run's outputs, which is the full run's cost, not the no-op's.
+    os.sync()
     start = time.perf_counter()
     # Its own process group, so that a timeout also kills the jobs it started.
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
