@@ -1,6 +1,7 @@
 //! End-to-end: two concurrent runs on one store execute each key once; a flipped byte
 //! in an object is reported by `verify`; malformed pipelines exit 2 with a located error
-//! and leave no store behind; artifacts come out with `cat` and `export`.
+//! and leave no store behind (nor a run in an existing one); artifacts come out with
+//! `cat` and `export`.
 
 mod common;
 use common::{count, Project, SWEEP};
@@ -104,6 +105,29 @@ fn malformed_pipelines_exit_2_with_a_location_and_touch_no_store() {
     assert!(
         checked >= 10,
         "the malformed corpus has only {checked} files"
+    );
+}
+
+/// `run` opens an existing store while it still expands the stages; a pipeline whose
+/// settings are fine but whose stages are not still exits 2 and records no run.
+#[test]
+fn a_bad_stage_next_to_an_existing_store_records_no_run() {
+    let p = Project::new();
+    let pipeline = p.pipeline(SWEEP);
+    let pipeline = pipeline.to_str().unwrap();
+    p.run(&["run", pipeline]).expect_code(0);
+    let runs = || p.run(&["status"]).expect_code(0).stdout;
+    let before = runs();
+    p.pipeline(&SWEEP.replace("inputs: { src: source }", "inputs: { src: nowhere }"));
+    let out = p.run(&["run", pipeline]).expect_code(2);
+    assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
+    assert_eq!(runs(), before, "the failed run left no trace in the store");
+    p.pipeline(SWEEP);
+    p.run(&["run", pipeline]).expect_code(0);
+    assert_eq!(
+        count(&p.executions(), "source"),
+        1,
+        "the store still serves hits"
     );
 }
 

@@ -121,8 +121,19 @@ pub fn load_plan(
     registry: &Registry,
     overrides: &SettingsOverrides,
 ) -> Result<Plan, CliError> {
+    load_plan_with(path, registry, overrides, &mut |_, _| {})
+}
+
+/// [`load_plan`], telling `settings_known` the settings before the stages are expanded
+/// (see [`spec::load_with`]).
+pub fn load_plan_with(
+    path: &Path,
+    registry: &Registry,
+    overrides: &SettingsOverrides,
+    settings_known: &mut spec::SettingsKnown<'_>,
+) -> Result<Plan, CliError> {
     tracing::debug!("loading {}", path.display());
-    let loaded = spec::load(path, registry, overrides);
+    let loaded = spec::load_with(path, registry, overrides, settings_known);
     if let Ok(plan) = &loaded {
         tracing::debug!("{} instances planned", plan.instances.len());
     }
@@ -143,8 +154,16 @@ pub fn load_plan(
 pub async fn open_plan_store(plan: &Plan) -> Result<Arc<dyn Store>, CliError> {
     let s = &plan.settings;
     let opened = store::open(&s.store, s.objects.as_deref(), &plan.base_dir).await;
-    tracing::debug!("store {} opened", s.store);
+    store_opened(opened, &s.store)
+}
+
+/// The CLI's error for a store that could not be opened (exit code [`STORE`]).
+pub fn store_opened(
+    opened: store::StoreResult<Arc<dyn Store>>,
+    name: &str,
+) -> Result<Arc<dyn Store>, CliError> {
+    tracing::debug!("store {name} opened");
     opened
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the store {}", s.store)))
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the store {name}")))
         .code(STORE)
 }

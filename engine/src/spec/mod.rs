@@ -30,7 +30,7 @@ pub use error::{SpecError, SpecErrors};
 pub use settings::SettingsOverrides;
 pub use yaml::{Pos, MAX_FILE_BYTES};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, Settings};
 use crate::registry::Registry;
 use error::{Ctx, Diagnostics};
 use petgraph::graph::DiGraph;
@@ -42,6 +42,21 @@ pub fn load(
     path: &Path,
     registry: &Registry,
     overrides: &SettingsOverrides,
+) -> Result<Plan, SpecErrors> {
+    load_with(path, registry, overrides, &mut |_, _| {})
+}
+
+/// Called with the resolved settings and the pipeline's directory once they are known
+/// and nothing before them was wrong, before the stages are expanded (which is most of
+/// the work for a large sweep). The plan may still turn out invalid afterwards.
+pub type SettingsKnown<'a> = dyn FnMut(&Settings, &Path) + 'a;
+
+/// [`load`], telling `settings_known` the settings before the stages are expanded.
+pub fn load_with(
+    path: &Path,
+    registry: &Registry,
+    overrides: &SettingsOverrides,
+    settings_known: &mut SettingsKnown<'_>,
 ) -> Result<Plan, SpecErrors> {
     let mut diag = Diagnostics::new(path.to_path_buf());
     match std::fs::metadata(path) {
@@ -60,7 +75,7 @@ pub fn load(
         }
     }
     match std::fs::read(path).map(String::from_utf8) {
-        Ok(Ok(text)) => load_str(&text, path, registry, overrides),
+        Ok(Ok(text)) => load_str_with(&text, path, registry, overrides, settings_known),
         Ok(Err(_)) => {
             diag.report(
                 Pos::default(),
@@ -89,6 +104,16 @@ pub fn load_str(
     registry: &Registry,
     overrides: &SettingsOverrides,
 ) -> Result<Plan, SpecErrors> {
+    load_str_with(text, path, registry, overrides, &mut |_, _| {})
+}
+
+fn load_str_with(
+    text: &str,
+    path: &Path,
+    registry: &Registry,
+    overrides: &SettingsOverrides,
+    settings_known: &mut SettingsKnown<'_>,
+) -> Result<Plan, SpecErrors> {
     let mut diag = Diagnostics::new(path.to_path_buf()).with_sets(&overrides.set);
     // Malformed `--set`s are reported even when the file does not parse.
     let sets = overrides::parse_all(&overrides.set, &mut diag);
@@ -102,7 +127,13 @@ pub fn load_str(
     overrides::apply(&mut root, &sets, &mut diag);
     let raw = raw::read(&root, &mut diag);
     let base_dir = base_dir(path);
-    let plan = resolve(raw, path, &base_dir, registry, overrides, &mut diag);
+    let context = Resolve {
+        path,
+        base_dir: &base_dir,
+        registry,
+        overrides,
+    };
+    let plan = resolve(raw, &context, settings_known, &mut diag);
     match plan {
         Some(plan) if diag.is_empty() => Ok(plan),
         _ => Err(diag.into_errors()),
@@ -116,14 +147,26 @@ fn base_dir(path: &Path) -> PathBuf {
     schema::absolute(&cwd, parent)
 }
 
+/// What resolving a parsed pipeline reads besides the pipeline.
+struct Resolve<'a> {
+    path: &'a Path,
+    base_dir: &'a Path,
+    registry: &'a Registry,
+    overrides: &'a SettingsOverrides,
+}
+
 fn resolve(
     raw: raw::RawPipeline,
-    path: &Path,
-    base_dir: &Path,
-    registry: &Registry,
-    overrides: &SettingsOverrides,
+    context: &Resolve<'_>,
+    settings_known: &mut SettingsKnown<'_>,
     diag: &mut Diagnostics,
 ) -> Option<Plan> {
+    let Resolve {
+        path,
+        base_dir,
+        registry,
+        overrides,
+    } = *context;
     let scope = interp::Scope {
         params: &raw.params,
         matrix: None,
@@ -134,6 +177,9 @@ fn resolve(
         .as_ref()
         .map(|n| interp::node(n, &scope, Ctx::top("settings"), diag));
     let settings = settings::resolve(settings_node.as_ref(), base_dir, overrides, diag);
+    if diag.is_empty() {
+        settings_known(&settings, base_dir);
+    }
     let ids: Vec<String> = raw.stages.iter().map(|s| s.id.clone()).collect();
     let by_id: HashMap<&str, usize> = ids
         .iter()

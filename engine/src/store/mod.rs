@@ -92,6 +92,15 @@ impl StoreLayout {
     }
 
     /// Creates every directory of the layout.
+    /// Whether the layout is already on disk with its database: opening it then creates
+    /// nothing.
+    pub fn exists(&self) -> bool {
+        self.root.join("histodiff.db").is_file()
+            && [&self.objects, &self.work, &self.checkpoints]
+                .iter()
+                .all(|d| d.is_dir())
+    }
+
     pub fn create(&self) -> StoreResult<()> {
         for dir in [&self.root, &self.objects, &self.work, &self.checkpoints] {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -224,6 +233,17 @@ pub trait Store: Send + Sync {
     async fn stat_get(&self, path: &str) -> StoreResult<Option<StatEntry>>;
     async fn stat_get_many(&self, paths: &[String]) -> StoreResult<HashMap<String, StatEntry>>;
     async fn stat_put_many(&self, entries: &[StatEntry]) -> StoreResult<()>;
+}
+
+/// Whether `store` (as [`open`] takes it) is a SQLite store that is already on disk, so
+/// that opening it creates no file: then `run` may open it while the plan is still being
+/// validated, and bad input still leaves no store behind.
+pub fn exists(store: &str, objects: Option<&Path>, base_dir: &Path) -> bool {
+    if postgres::is_postgres_url(store) {
+        return false;
+    }
+    let objects = objects.map(|p| base_dir.join(p));
+    StoreLayout::under(&base_dir.join(store), objects.as_deref()).exists()
 }
 
 /// Opens the store named by `settings.store`: a directory (relative to `base_dir`;
