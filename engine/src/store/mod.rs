@@ -91,7 +91,6 @@ impl StoreLayout {
         self.work.join(execution.0.to_string())
     }
 
-    /// Creates every directory of the layout.
     /// Whether the layout is already on disk with its database: opening it then creates
     /// nothing.
     pub fn exists(&self) -> bool {
@@ -101,6 +100,7 @@ impl StoreLayout {
                 .all(|d| d.is_dir())
     }
 
+    /// Creates every directory of the layout.
     pub fn create(&self) -> StoreResult<()> {
         for dir in [&self.root, &self.objects, &self.work, &self.checkpoints] {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -239,11 +239,14 @@ pub trait Store: Send + Sync {
 /// that opening it creates no file: then `run` may open it while the plan is still being
 /// validated, and bad input still leaves no store behind.
 pub fn exists(store: &str, objects: Option<&Path>, base_dir: &Path) -> bool {
-    if postgres::is_postgres_url(store) {
-        return false;
-    }
+    !postgres::is_postgres_url(store) && sqlite_layout(store, objects, base_dir).exists()
+}
+
+/// The layout of a SQLite store as [`open`] resolves it: `store` and `objects`
+/// relative to `base_dir`.
+fn sqlite_layout(store: &str, objects: Option<&Path>, base_dir: &Path) -> StoreLayout {
     let objects = objects.map(|p| base_dir.join(p));
-    StoreLayout::under(&base_dir.join(store), objects.as_deref()).exists()
+    StoreLayout::under(&base_dir.join(store), objects.as_deref())
 }
 
 /// Opens the store named by `settings.store`: a directory (relative to `base_dir`;
@@ -267,9 +270,7 @@ pub async fn open(
                 .await?;
         return Ok(Arc::new(store));
     }
-    let root = base_dir.join(store);
-    let objects = objects.map(|p| base_dir.join(p));
-    let layout = StoreLayout::under(&root, objects.as_deref());
+    let layout = sqlite_layout(store, objects, base_dir);
     layout.create()?;
     let store = sql::SqlStore::open_sqlite(layout, sql::StoreOptions::default()).await?;
     Ok(Arc::new(store))

@@ -147,11 +147,10 @@ pub(crate) async fn pipelined_lookup(
     pool: &AnyPool,
     dialect: Dialect,
     sql: &str,
-    keys: &[&str],
+    mut keys: Vec<&str>,
     place: &'static str,
     mut absorb: impl FnMut(&str) -> StoreResult<()>,
 ) -> StoreResult<()> {
-    let mut keys = keys.to_vec();
     keys.sort_unstable();
     let mut answered: Option<String> = None;
     for chunk in keys.chunks(BULK_ROWS) {

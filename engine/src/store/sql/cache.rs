@@ -50,7 +50,7 @@ impl SqlStore {
             &self.pool,
             self.dialect,
             &sql,
-            &keys,
+            keys,
             "cache lookup",
             |found| self.absorb_hits(found, &mut hits),
         )

@@ -25,7 +25,7 @@ impl SqlStore {
             &self.pool,
             self.dialect,
             &sql,
-            &paths,
+            paths,
             "stat cache lookup",
             |json| {
                 let rows: Vec<(String, i64, i64, i64, String)> =
