@@ -107,7 +107,7 @@ impl<'a> FingerprintRef<'a> {
             outs: c
                 .outs
                 .iter()
-                .map(|(k, p)| (k.as_str(), Cow::Owned(slash_path(p))))
+                .map(|(k, p)| (k.as_str(), slash_path(p)))
                 .collect(),
         });
         FingerprintRef {
@@ -346,7 +346,28 @@ pub fn dep_key(dep: &Path) -> String {
     format!("{DEPS_PREFIX}{}", slash_path(dep))
 }
 
-fn slash_path(p: &Path) -> String {
+/// A path as it enters keys: its components joined by `/` (so `a//b/` is `a/b`, and an
+/// absolute `/a` is `//a`). Every command instance keys its outs this way, so a path
+/// already in that form (the usual `model.pt`, `out/images`) is borrowed as written.
+fn slash_path(p: &Path) -> Cow<'_, str> {
+    match p.to_str() {
+        Some(text) if is_slash_joined(text) => Cow::Borrowed(text),
+        _ => Cow::Owned(joined_components(p)),
+    }
+}
+
+/// Whether a relative path's text already equals its components joined by `/`: no
+/// empty, `.` (past the first) or trailing component that `components()` would drop.
+fn is_slash_joined(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('/')
+        && !text.ends_with('/')
+        && !text.ends_with("/.")
+        && !text.contains("//")
+        && !text.contains("/./")
+}
+
+fn joined_components(p: &Path) -> String {
     let parts: Vec<String> = p
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -471,4 +492,44 @@ fn write_scalar<T: serde::Serialize + ?Sized>(
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     serde_json::to_writer(out, value).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed form is only taken where it equals the joined components, which is
+    /// what every stored key was made of.
+    #[test]
+    fn a_path_is_borrowed_only_when_already_slash_joined() {
+        let paths = [
+            "model.pt",
+            "out/images",
+            "a//b",
+            "a/./b",
+            "a/b/",
+            "a/.",
+            "./a",
+            ".",
+            "..",
+            "../a",
+            "a/../b",
+            "/abs/path",
+            "//x",
+            "a b/c.txt",
+            "",
+        ];
+        for text in paths {
+            let path = Path::new(text);
+            let fast = slash_path(path);
+            assert_eq!(fast, joined_components(path), "{text:?}");
+            if matches!(fast, Cow::Borrowed(_)) {
+                assert!(is_slash_joined(text), "{text:?}");
+            }
+        }
+        assert!(matches!(
+            slash_path(Path::new("out/images")),
+            Cow::Borrowed(_)
+        ));
+    }
 }

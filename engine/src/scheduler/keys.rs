@@ -11,7 +11,7 @@ use crate::plan::{InputBinding, Instance, Plan, SmallMap, Upstream};
 use crate::store::{self, Store};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Output name → artifact hash of one instance.
@@ -28,10 +28,15 @@ pub fn external_paths(plan: &Plan) -> Vec<PathBuf> {
         let deps = inst
             .command
             .iter()
-            .flat_map(|c| c.deps.iter().map(|d| plan.base_dir.join(d)));
-        for p in inst.external_paths.values().cloned().chain(deps) {
-            if seen.insert(p.clone()) {
-                paths.push(p);
+            .flat_map(|c| c.deps.iter().map(|d| dep_path(plan, d)));
+        let params = inst
+            .external_paths
+            .values()
+            .map(|p| Cow::Borrowed(p.as_path()));
+        for p in params.chain(deps) {
+            if !seen.contains(p.as_ref()) {
+                seen.insert(p.clone().into_owned());
+                paths.push(p.into_owned());
             }
         }
     }
@@ -108,12 +113,21 @@ fn instance_externals<'a>(
     for dep in inst.command.iter().flat_map(|c| c.deps.iter()) {
         // Keyed as written (relative to the pipeline), so moving the project keeps keys.
         let written = dep.strip_prefix(&plan.base_dir).unwrap_or(dep);
-        let hash = externals.get(&plan.base_dir.join(dep))?;
+        let hash = externals.get(dep_path(plan, dep).as_ref())?;
         found.push((Cow::Owned(dep_key(written)), hash));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found.dedup_by(|a, b| a.0 == b.0);
     Some(found)
+}
+
+/// Where a command dep is: planned deps are already absolute, so this borrows them
+/// (keying a 10,000-member sweep asks it once per member).
+fn dep_path<'a>(plan: &Plan, dep: &'a Path) -> Cow<'a, Path> {
+    match dep.is_absolute() {
+        true => Cow::Borrowed(dep),
+        false => Cow::Owned(plan.base_dir.join(dep)),
+    }
 }
 
 /// Hashes every external path of the plan (each once) through the store's stat cache;
