@@ -239,7 +239,8 @@ impl Loop {
                 ))
             })?;
             let (asked, mut hits) = (keys.len(), Vec::new());
-            self.take_lookup(keyed, keys, &cached?, &mut hits);
+            let cached = record::shared_hits(cached?);
+            self.take_lookup(keyed, keys, &cached, &mut hits);
             tracing::debug!("{} of {asked} cached", hits.len());
             if !hits.is_empty() {
                 // Nothing downstream reads these rows during the run: writing them
@@ -306,20 +307,16 @@ impl Loop {
         &mut self,
         keyed: Vec<usize>,
         keys: Vec<StageKey>,
-        cached: &std::collections::HashMap<StageKey, crate::store::CachedExecution>,
+        cached: &record::SharedHits,
         hits: &mut Vec<(usize, ExecutionId)>,
     ) {
         for (i, key) in keyed.into_iter().zip(keys) {
             // Looked up, not taken: two instances of a chunk may share a key.
             match cached.get(&key) {
-                Some(hit) => {
+                Some((source, outputs)) => {
                     self.summary.cached += 1;
-                    hits.push((i, hit.execution_id));
-                    self.state.resolve(
-                        &self.ctx.plan,
-                        i,
-                        Arc::new(record::hashes_of(&hit.outputs)),
-                    );
+                    hits.push((i, *source));
+                    self.state.resolve(&self.ctx.plan, i, outputs.clone());
                     self.ctx.observer.on(RunEvent::Finished {
                         instance: self.ctx.plan.instances[i].name.clone(),
                         outcome: InstanceOutcome::Cached,

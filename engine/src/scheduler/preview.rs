@@ -4,7 +4,7 @@
 //! unknown until that upstream's outputs exist).
 
 use super::keys::hash_externals;
-use super::record::hashes_of;
+use super::record::shared_hits;
 use super::state::RunState;
 use crate::fingerprint::{FieldChange, Fingerprint};
 use crate::hash::StageKey;
@@ -58,17 +58,17 @@ pub async fn preview(plan: &Plan, store: &Arc<dyn Store>) -> Result<Vec<Verdict>
         let (wave, keys): (Vec<usize>, Vec<StageKey>) =
             state.key_all(plan, &ready, &externals).into_iter().unzip();
         tracing::debug!("keyed {} instances", keys.len());
-        let hits = store.cached_many(&keys).await?;
+        let hits = shared_hits(store.cached_many(&keys).await?);
         tracing::debug!("{} of them cached", hits.len());
         let mut misses = Vec::new();
         for (i, key) in wave.into_iter().zip(keys) {
-            let Some(hit) = hits.get(&key) else {
+            let Some((_, outputs)) = hits.get(&key) else {
                 if let Some(fp) = state.fingerprint(plan, i, &externals) {
                     misses.push((i, key, fp));
                 }
                 continue;
             };
-            state.resolve(plan, i, Arc::new(hashes_of(&hit.outputs)));
+            state.resolve(plan, i, outputs.clone());
             verdicts[i] = Some(Verdict::Cached(key));
         }
         // Why each miss runs, from its instance's last execution (one batch per layer).

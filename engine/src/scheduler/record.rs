@@ -5,8 +5,11 @@ use super::execution::{Failure, RunContext};
 use super::keys::Outputs;
 use super::worker_events::WorkerEnd;
 use crate::executor::JobOutcome;
+use crate::hash::StageKey;
 use crate::protocol::Job;
-use crate::store::{self, ExecutionId, InputEdge, StoreError};
+use crate::store::{self, CachedExecution, ExecutionId, InputEdge, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A store error as the failure of the execution it interrupted.
 pub fn store_failure(e: StoreError) -> Failure {
@@ -79,6 +82,21 @@ fn input_edges(job: &Job) -> Vec<InputEdge> {
                 position: k as u32,
                 artifact: a.hash.clone(),
             })
+        })
+        .collect()
+}
+
+/// A cache lookup's hits by key: the source execution, and its outputs' hashes moved
+/// (not copied) into one map that every instance of that key shares.
+pub type SharedHits = HashMap<StageKey, (ExecutionId, Arc<Outputs>)>;
+
+/// [`SharedHits`] from the store's answer.
+pub fn shared_hits(cached: HashMap<StageKey, CachedExecution>) -> SharedHits {
+    cached
+        .into_iter()
+        .map(|(key, hit)| {
+            let outputs = hit.outputs.into_iter().map(|(name, a)| (name, a.hash));
+            (key, (hit.execution_id, Arc::new(outputs.collect())))
         })
         .collect()
 }
