@@ -34,11 +34,11 @@ async fn open_creates_the_layout_in_wal_mode_and_reopens() {
     assert_eq!(fk.0, 1);
 }
 
-/// A large lookup maps the database for its own duration and leaves no connection
-/// mapped: SQLite drops a connection's map whenever another connection has written, so a
-/// map left in place would cost a remap per statement during a full run.
+/// Bulk lookups read through read-only connections that keep the database mapped, and
+/// no writer connection is mapped: SQLite remaps a connection's map whenever the file
+/// has grown, which a writer's own commits do after every job of a full run.
 #[tokio::test]
-async fn a_large_lookup_leaves_no_connection_mapped() {
+async fn lookups_read_through_mapped_readers_and_writers_stay_unmapped() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_sqlite(dir.path(), Default::default()).await;
     let keys: Vec<histodiff_engine::hash::StageKey> = (0..3_000)
@@ -56,6 +56,14 @@ async fn a_large_lookup_leaves_no_connection_mapped() {
             .unwrap();
         assert_eq!(mmap, 0);
     }
+    let mut reader = store.readers().acquire().await.unwrap();
+    let (mmap,): (i64,) = sqlx::query_as("PRAGMA mmap_size")
+        .fetch_one(&mut *reader)
+        .await
+        .unwrap();
+    assert!(mmap >= 1 << 30, "{mmap}");
+    let write = sqlx::query("DELETE FROM cache").execute(&mut *reader).await;
+    assert!(write.is_err(), "a reader wrote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -106,46 +106,18 @@ pub(crate) fn strings_param<'a>(items: impl IntoIterator<Item = &'a str>) -> Str
     serde_json::to_string(&items).expect("strings serialise")
 }
 
-/// Runs one large SQLite lookup with the database file memory-mapped, then unmaps it.
-///
-/// Read through its own page cache, each pooled connection copies every b-tree page a
-/// lookup touches into fresh memory: a no-op run of a 10,000-member sweep did that for
-/// most of the cache table on four connections. Mapped, the pages are read where the
-/// kernel holds them (0.225 → 0.200 s for that run). The map is not left in place:
-/// SQLite drops a connection's map at the next read after any other connection wrote,
-/// and during a full run, which writes after every job, that cost a remap per statement
-/// (a full run of 1,000 members was 7% slower).
-async fn mapped_fetch<'q>(
-    pool: &AnyPool,
-    query: sqlx::query::QueryScalar<'q, sqlx::Any, String, sqlx::any::AnyArguments>,
-) -> Result<String, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query(LOOKUP_MMAP).execute(&mut *conn).await?;
-    let found = query.fetch_one(&mut *conn).await;
-    sqlx::query("PRAGMA mmap_size = 0")
-        .execute(&mut *conn)
-        .await?;
-    found
-}
-
 /// Rows back from a [`Dialect::json_rows`] column.
 pub(crate) fn parse_rows<T: DeserializeOwned>(json: &str) -> serde_json::Result<Vec<T>> {
     serde_json::from_str(json)
 }
 
-/// Chunks of at least this many keys are read through a memory map (SQLite).
-const MAPPED_LOOKUP_KEYS: usize = 256;
-
-/// How much of the database file a large lookup maps.
-const LOOKUP_MMAP: &str = "PRAGMA mmap_size = 1073741824";
-
 /// Runs a bulk lookup `sql` (see [`Dialect::lookup`]: the JSON array of one chunk of
 /// `keys` as `$1`, one JSON text back) for each chunk of [`BULK_ROWS`] keys, in sorted
 /// order and pipelined: while the database thread answers for one chunk, `absorb` parses
-/// and uses the previous chunk's answer.
+/// and uses the previous chunk's answer. `pool`: the store's readers (see
+/// `SqlStore::readers`).
 pub(crate) async fn pipelined_lookup(
     pool: &AnyPool,
-    dialect: Dialect,
     sql: &str,
     mut keys: Vec<&str>,
     place: &'static str,
@@ -157,14 +129,8 @@ pub(crate) async fn pipelined_lookup(
         let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql.to_string()))
             .bind(strings_param(chunk.iter().copied()));
         let pool = pool.clone();
-        let mapped = dialect == Dialect::Sqlite && chunk.len() >= MAPPED_LOOKUP_KEYS;
         // Spawned, so the database thread starts on it before `absorb` below runs.
-        let asked = tokio::spawn(async move {
-            if !mapped {
-                return query.fetch_one(&pool).await;
-            }
-            mapped_fetch(&pool, query).await
-        });
+        let asked = tokio::spawn(async move { query.fetch_one(&pool).await });
         if let Some(found) = answered.take() {
             absorb(&found)?;
         }

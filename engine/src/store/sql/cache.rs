@@ -46,14 +46,9 @@ impl SqlStore {
         let sql = d.lookup("cache c", "c.stage_key", &columns);
         let mut hits: HashMap<StageKey, CachedExecution> = HashMap::with_capacity(keys.len());
         let keys: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        pipelined_lookup(
-            &self.pool,
-            self.dialect,
-            &sql,
-            keys,
-            "cache lookup",
-            |found| self.absorb_hits(found, &mut hits),
-        )
+        pipelined_lookup(&self.readers, &sql, keys, "cache lookup", |found| {
+            self.absorb_hits(found, &mut hits)
+        })
         .await?;
         Ok(hits)
     }

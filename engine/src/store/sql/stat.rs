@@ -21,22 +21,15 @@ impl SqlStore {
         );
         let mut found = HashMap::with_capacity(paths.len());
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-        pipelined_lookup(
-            &self.pool,
-            self.dialect,
-            &sql,
-            paths,
-            "stat cache lookup",
-            |json| {
-                let rows: Vec<(String, i64, i64, i64, String)> =
-                    parse_rows(json).map_err(|e| corrupt_json("stat_cache", e))?;
-                for row in rows {
-                    let entry = rows::stat_entry_of(row)?;
-                    found.insert(entry.path.clone(), entry);
-                }
-                Ok(())
-            },
-        )
+        pipelined_lookup(&self.readers, &sql, paths, "stat cache lookup", |json| {
+            let rows: Vec<(String, i64, i64, i64, String)> =
+                parse_rows(json).map_err(|e| corrupt_json("stat_cache", e))?;
+            for row in rows {
+                let entry = rows::stat_entry_of(row)?;
+                found.insert(entry.path.clone(), entry);
+            }
+            Ok(())
+        })
         .await?;
         Ok(found)
     }
