@@ -67,3 +67,17 @@ pub fn print_out(text: &str) {
         }
     }
 }
+
+/// Ends the orchestrator's process with `code` once its output is flushed, skipping the
+/// C library's teardown: the shared libraries' destructors (libtorch's among them) and
+/// the allocator handing every page back to the kernel. Nothing the orchestrator keeps
+/// needs them: the store has committed everything, and the only open files are its own.
+/// That teardown was 14 ms at the end of a no-op run of a 10,000-member sweep.
+/// Not for the worker, whose stage code may leave work to libtorch's destructors.
+pub fn without_teardown(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit(2) ends the process; it touches no memory of this one.
+    unsafe { libc::_exit(code) }
+}

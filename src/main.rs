@@ -39,7 +39,7 @@ fn main() {
             err.code
         }
     };
-    std::process::exit(code);
+    exit::without_teardown(code);
 }
 
 fn tokio_main(args: Cli) -> Result<i32, CliError> {
