@@ -181,13 +181,14 @@ impl SqlStore {
     }
 
     /// The connections bulk lookups (cache, stat cache) read through. On SQLite these
-    /// are read-only connections, one per core (see [`lookup_readers`]), that keep the database file
-    /// memory-mapped for the store's life: a lookup reads b-tree pages where the kernel
-    /// holds them, instead of copying each into a connection's own page cache, and a
-    /// page is mapped once per run, not once per lookup. Only readers are mapped: SQLite
-    /// remaps a connection's map when the file has grown, which the writers' own commits
-    /// do after every job of a full run (a map on every connection made a full run of
-    /// 1,000 members 7% slower). A no-op run of a 10,000-member sweep: 0.197 → 0.186 s.
+    /// are read-only connections, one per core (see [`lookup_readers`]), that keep the
+    /// database file memory-mapped for the store's life: a lookup reads b-tree pages
+    /// where the kernel holds them instead of copying each into a connection's own page
+    /// cache, and a page is mapped once per run, not once per lookup. Only readers are
+    /// mapped: SQLite remaps a connection's map when the file has grown, which the
+    /// writers' own commits do after every job of a full run (a map on every connection
+    /// made a full run of 1,000 members 7% slower). No-op run of a 10,000-member sweep,
+    /// against a map per lookup: 204 → 200 ms, 2,000 fewer page faults.
     pub fn readers(&self) -> &AnyPool {
         &self.readers
     }
@@ -228,7 +229,6 @@ fn is_busy(e: &sqlx::Error) -> bool {
     matches!(primary, Some(5) | Some(6))
 }
 
-/// `sqlite://` URL of a path; `%`, `?` and `#` are escaped so any file name survives.
 /// How many read-only connections bulk lookups share (see [`SqlStore::readers`]): one
 /// per core, from 2 to 8. A sweep's lookups go a chunk per connection at once.
 pub fn lookup_readers() -> u32 {
@@ -259,6 +259,7 @@ fn sqlite_readers(db: &Path, busy_timeout: Duration) -> StoreResult<AnyPool> {
         .map_err(db_err("connect"))
 }
 
+/// `sqlite://` URL of a path; `%`, `?` and `#` are escaped so any file name survives.
 fn sqlite_url(db: &Path) -> String {
     let path = db
         .to_string_lossy()
