@@ -31,12 +31,12 @@ pub(crate) const MAX_PARAMS: usize = 900;
 /// small enough that the buffers of one chunk are reused by the next.
 pub(crate) const BULK_ROWS: usize = 2_000;
 
-/// Per-connection SQLite settings: `synchronous = NORMAL`, which in WAL mode loses
-/// nothing when a process is killed (a power cut may lose the newest transactions, which
-/// only makes those stages run again: objects are written before their rows) and spares
-/// an fsync per recorded execution. (Bulk lookups map the file for their own duration:
-/// see `bulk::pipelined_lookup`.)
-const SQLITE_TUNING: &[&str] = &["PRAGMA synchronous = NORMAL"];
+/// Per-connection settings of the writers' pool: foreign keys, and `synchronous =
+/// NORMAL`, which in WAL mode loses nothing when a process is killed (a power cut may lose
+/// the newest transactions, which only makes those stages run again: objects are written
+/// before their rows) and spares an fsync per recorded execution. (Bulk lookups read
+/// through the readers' pool: see [`SqlStore::readers`].)
+const WRITER_PRAGMAS: &[&str] = &["PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL"];
 
 /// Tunables of a [`SqlStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,25 +105,14 @@ impl SqlStore {
             .foreign_keys(true);
         create_wal_file(&native, options.busy_timeout).await?;
 
-        let busy_ms = options.busy_timeout.as_millis();
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    let busy = format!("PRAGMA busy_timeout = {busy_ms}");
-                    sqlx::query(AssertSqlSafe(busy)).execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    for pragma in SQLITE_TUNING {
-                        sqlx::query(*pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&sqlite_url(&db))
-            .await
-            .map_err(db_err("connect"))?;
+        let pool = sqlite_pool(
+            options.max_connections,
+            options.busy_timeout,
+            WRITER_PRAGMAS,
+        )
+        .connect(&sqlite_url(&db))
+        .await
+        .map_err(db_err("connect"))?;
         let readers = sqlite_readers(&db, options.busy_timeout)?;
         let store = Self::from_pool(pool, layout, options, &SQLITE_MIGRATIONS).await?;
         Ok(SqlStore { readers, ..store })
@@ -236,27 +225,37 @@ pub fn lookup_readers() -> u32 {
     cores.clamp(2, 8) as u32
 }
 
-/// How much of the database file a reader maps (the whole file, up to 1 GiB).
-const READER_MMAP: &str = "PRAGMA mmap_size = 1073741824";
+/// Per-connection settings of the readers' pool: no writes, and the whole file mapped
+/// (up to 1 GiB).
+const READER_PRAGMAS: &[&str] = &["PRAGMA query_only = ON", "PRAGMA mmap_size = 1073741824"];
 
 /// The SQLite readers' pool, connected on first use.
 fn sqlite_readers(db: &Path, busy_timeout: Duration) -> StoreResult<AnyPool> {
+    sqlite_pool(lookup_readers(), busy_timeout, READER_PRAGMAS)
+        .connect_lazy(&sqlite_url(db))
+        .map_err(db_err("connect"))
+}
+
+/// A pool of up to `max` SQLite connections, each set up with the busy timeout and then
+/// `pragmas`.
+fn sqlite_pool(
+    max: u32,
+    busy_timeout: Duration,
+    pragmas: &'static [&'static str],
+) -> AnyPoolOptions {
     let busy_ms = busy_timeout.as_millis();
     AnyPoolOptions::new()
-        .max_connections(lookup_readers())
+        .max_connections(max)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 let busy = format!("PRAGMA busy_timeout = {busy_ms}");
                 sqlx::query(AssertSqlSafe(busy)).execute(&mut *conn).await?;
-                sqlx::query("PRAGMA query_only = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(READER_MMAP).execute(&mut *conn).await?;
+                for pragma in pragmas {
+                    sqlx::query(*pragma).execute(&mut *conn).await?;
+                }
                 Ok(())
             })
         })
-        .connect_lazy(&sqlite_url(db))
-        .map_err(db_err("connect"))
 }
 
 /// `sqlite://` URL of a path; `%`, `?` and `#` are escaped so any file name survives.
