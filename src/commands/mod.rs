@@ -83,7 +83,7 @@ impl Global {
     async fn open(&self) -> Result<Arc<dyn Store>, CliError> {
         let spec = self.store.clone().unwrap_or_else(|| ".histodiff".into());
         let is_dir = !spec.contains("://");
-        if is_dir && !Path::new(&spec).join("histodiff.db").exists() {
+        if is_dir && !Path::new(&spec).join(store::DATABASE_FILE).exists() {
             return Err(anyhow::anyhow!(
                 "no store at {spec} (run a pipeline first, or pass --store)"
             ))

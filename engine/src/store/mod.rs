@@ -57,6 +57,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The SQLite database's file name in a store directory.
+pub const DATABASE_FILE: &str = "histodiff.db";
+
 /// Where a store keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreLayout {
@@ -81,6 +84,11 @@ impl StoreLayout {
         }
     }
 
+    /// The SQLite database ([`DATABASE_FILE`] in `root`).
+    pub fn database(&self) -> PathBuf {
+        self.root.join(DATABASE_FILE)
+    }
+
     /// `checkpoints/<key>/`: checkpoints never cross keys.
     pub fn checkpoint_dir(&self, key: &StageKey) -> PathBuf {
         self.checkpoints.join(&key.0)
@@ -94,7 +102,7 @@ impl StoreLayout {
     /// Whether the layout is already on disk with its database: opening it then creates
     /// nothing.
     pub fn exists(&self) -> bool {
-        self.root.join("histodiff.db").is_file()
+        self.database().is_file()
             && [&self.objects, &self.work, &self.checkpoints]
                 .iter()
                 .all(|d| d.is_dir())

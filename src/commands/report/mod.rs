@@ -26,7 +26,7 @@ use crate::cli::SetArgs;
 use crate::exit::{CliError, Coded, BAD_INPUT, OK, STORE};
 use histodiff_engine::plan::Plan;
 use histodiff_engine::spec::SettingsOverrides;
-use histodiff_engine::store::{postgres::is_postgres_url, RunId, Store};
+use histodiff_engine::store::{postgres::is_postgres_url, RunId, Store, DATABASE_FILE};
 use model::{PlanSource, RunData};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ async fn open_existing_store(plan: &Plan) -> Result<Arc<dyn Store>, CliError> {
     let spec = &plan.settings.store;
     if !is_postgres_url(spec) {
         let dir = plan.base_dir.join(spec);
-        if !dir.join("histodiff.db").exists() {
+        if !dir.join(DATABASE_FILE).exists() {
             return Err(anyhow::anyhow!(
                 "no store at {} (run the pipeline first, or pass --store)",
                 dir.display()

@@ -94,7 +94,7 @@ impl SqlStore {
     pub async fn open_sqlite(layout: StoreLayout, options: StoreOptions) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         layout.create()?;
-        let db = layout.root.join("histodiff.db");
+        let db = layout.database();
         // The native driver creates the file and switches it to WAL, which persists in
         // the file; the pooled `Any` connections then only set per-connection pragmas.
         let native = SqliteConnectOptions::new()
